@@ -1,0 +1,72 @@
+// Command lethe is Lethe's server and administration tool.
+//
+//	lethe serve      run the HTTP API
+//	lethe migrate    apply database migrations
+//	lethe version    print the version
+//
+// Configuration comes from environment variables (LETHE_DATABASE_URL,
+// LETHE_LISTEN_ADDR, ...), which flags override; `lethe help` lists them.
+// This is the only package that reads the environment and wires adapters
+// together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lethe:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `Lethe: a GDPR-compliant event store.
+
+Usage:
+  lethe serve [flags]     run the HTTP API server
+  lethe migrate [flags]   apply database migrations (--status: only report)
+  lethe version           print the version
+
+Run "lethe COMMAND -h" for a command's flags. Every flag can also be set by
+the environment variable shown in its help.
+`
+
+// run is main without the process: testable, and free of global state.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, rest, getenv, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "lethe", version)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}

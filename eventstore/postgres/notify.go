@@ -1,0 +1,118 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// broadcaster wakes every waiter at once by closing a channel.
+type broadcaster struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newBroadcaster() *broadcaster { return &broadcaster{ch: make(chan struct{})} }
+
+// Changes implements eventstore.ChangeNotifier.
+func (b *broadcaster) Changes() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ch
+}
+
+func (b *broadcaster) broadcast() {
+	b.mu.Lock()
+	close(b.ch)
+	b.ch = make(chan struct{})
+	b.mu.Unlock()
+}
+
+// announceAppend is called after an append committed: it wakes this
+// process's subscriptions at once and asks the announcer to tell the other
+// processes.
+func (s *Store) announceAppend() {
+	s.changes.broadcast()
+	select {
+	case s.pending <- struct{}{}:
+	default: // a NOTIFY is already due: it will cover this append too
+	}
+}
+
+// announce sends one NOTIFY for any number of appends that committed while
+// the previous NOTIFY was on its way. NOTIFY runs in its own transaction,
+// after the appends committed: inside the append transaction it would take
+// PostgreSQL's global notify lock and serialise every commit.
+func (s *Store) announce() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.pending:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		_, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel)
+		cancel()
+		if err != nil && s.ctx.Err() == nil {
+			s.log.Warn("notify subscribers of new events", "err", err)
+		}
+	}
+}
+
+// startListening starts, once, the goroutine that LISTENs for other
+// processes' appends on a dedicated connection.
+func (s *Store) startListening() {
+	s.listenOnce.Do(func() {
+		s.wg.Add(1)
+		go s.listen()
+	})
+}
+
+func (s *Store) listen() {
+	defer s.wg.Done()
+	backoff := 100 * time.Millisecond
+	for s.ctx.Err() == nil {
+		err := s.listenOnce1()
+		if s.ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("listen for new events: reconnecting", "err", err, "in", backoff)
+		s.changes.broadcast() // notifications may have been missed: re-read
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// listenOnce1 holds one LISTEN connection until it fails.
+func (s *Store) listenOnce1() error {
+	conn, err := pgx.ConnectConfig(s.ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = conn.Close(ctx)
+	}()
+	if _, err := conn.Exec(s.ctx, `LISTEN `+NotifyChannel); err != nil {
+		return err
+	}
+	s.changes.broadcast() // anything committed before LISTEN took effect
+	for {
+		if _, err := conn.WaitForNotification(s.ctx); err != nil {
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		}
+		s.changes.broadcast()
+	}
+}

@@ -1,0 +1,459 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lethe-store/lethe/eventstore"
+)
+
+// NotifyChannel is the LISTEN/NOTIFY channel that announces new events.
+const NotifyChannel = "lethe_events"
+
+// maxAppendRetries bounds the retries of an append with expected version Any
+// or StreamExists that lost a race for the next version.
+const maxAppendRetries = 50
+
+// Options configures a Store.
+type Options struct {
+	// Logger receives operational messages (never event data). Defaults
+	// to slog.Default().
+	Logger *slog.Logger
+	// SafetyPoll is how often idle subscriptions re-read without a
+	// notification (eventstore.DefaultSafetyPoll if zero).
+	SafetyPoll time.Duration
+}
+
+// Store is an eventstore.Store on PostgreSQL. It is safe for concurrent use.
+// Close it to stop its background goroutines.
+type Store struct {
+	pool       *pgxpool.Pool
+	log        *slog.Logger
+	safetyPoll time.Duration
+
+	changes *broadcaster  // wakes this process's subscriptions
+	pending chan struct{} // appends waiting to be announced with NOTIFY
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	listenOnce sync.Once
+}
+
+var _ eventstore.Store = (*Store)(nil)
+
+// New returns a Store on pool. The schema must be migrated (see package
+// migrations).
+func New(pool *pgxpool.Pool, opts Options) *Store {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{
+		pool:       pool,
+		log:        log,
+		safetyPoll: opts.SafetyPoll,
+		changes:    newBroadcaster(),
+		pending:    make(chan struct{}, 1),
+		ctx:        ctx,
+		cancel:     cancel,
+	}
+	s.wg.Add(1)
+	go s.announce()
+	return s
+}
+
+// Close stops the store's background goroutines. It does not close the pool.
+func (s *Store) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// Pool returns the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+const appendSQL = `
+WITH cur AS (
+    SELECT coalesce(max(version), -1) AS v FROM events WHERE stream_id = $1
+), ok AS (
+    SELECT v, pg_current_xact_id()::text::bigint << 16 AS base FROM cur
+    WHERE $2::bigint = -2 OR ($2::bigint = -3 AND v >= 0) OR v = $2::bigint
+), ins AS (
+    INSERT INTO events (position, stream_id, version, event_id, type, data, metadata)
+    SELECT ok.base + e.ord - 1, $1, ok.v + e.ord, e.id, e.type, e.data, e.meta
+    FROM ok, unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY AS e(id, type, data, meta, ord)
+    RETURNING version, position
+)
+SELECT count(*), coalesce(min(version), -1), coalesce(max(version), -1),
+       coalesce(min(position), 0), coalesce(max(position), 0)
+FROM ins`
+
+// appendArgs holds an append's events as column arrays.
+type appendArgs struct {
+	ids   []pgtype.UUID
+	types []string
+	data  [][]byte
+	meta  [][]byte
+}
+
+var emptyObject = []byte("{}")
+
+func newAppendArgs(events []eventstore.EventData) (appendArgs, error) {
+	a := appendArgs{
+		ids:   make([]pgtype.UUID, len(events)),
+		types: make([]string, len(events)),
+		data:  make([][]byte, len(events)),
+		meta:  make([][]byte, len(events)),
+	}
+	for i, e := range events {
+		if err := e.Validate(); err != nil {
+			return a, &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
+		}
+		a.ids[i] = pgtype.UUID{Bytes: e.ID, Valid: true}
+		a.types[i] = e.Type
+		a.data[i] = e.Data
+		a.meta[i] = e.Metadata
+		if len(e.Metadata) == 0 {
+			a.meta[i] = emptyObject
+		}
+	}
+	return a, nil
+}
+
+// AppendToStream implements eventstore.Store.
+func (s *Store) AppendToStream(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append: %w", err)
+	}
+	if !expected.Valid() {
+		return eventstore.AppendResult{}, fmt.Errorf("append to %s: invalid expected version %d: %w", streamID, int64(expected), eventstore.ErrInvalidEvent)
+	}
+	if len(events) == 0 || len(events) > eventstore.MaxEventsPerAppend {
+		return eventstore.AppendResult{}, fmt.Errorf("append to %s: %d events (want 1 to %d): %w", streamID, len(events), eventstore.MaxEventsPerAppend, eventstore.ErrTooManyEvents)
+	}
+	args, err := newAppendArgs(events)
+	if err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
+	}
+	for attempt := 0; ; attempt++ {
+		res := eventstore.AppendResult{StreamID: streamID}
+		var n int64
+		err := s.pool.QueryRow(ctx, appendSQL, streamID, int64(expected), args.ids, args.types, args.data, args.meta).
+			Scan(&n, &res.FirstVersion, &res.LastVersion, &res.FirstPosition, &res.LastPosition)
+		if err == nil && n == int64(len(events)) {
+			s.announceAppend()
+			return res, nil
+		}
+		var pgErr *pgconn.PgError
+		raced := false
+		switch {
+		case err == nil: // expected version did not match
+		case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique violation: event id or (stream, version)
+			raced = pgErr.ConstraintName == "events_stream_version_pk"
+		case errors.As(err, &pgErr) && (pgErr.Code == "22P05" || pgErr.Code == "22P02" || pgErr.Code == "22025" || pgErr.Code == "54000"):
+			// untranslatable character (\u0000), invalid text
+			// representation or escape, value too large for jsonb
+			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w: %s", streamID, eventstore.ErrInvalidEvent, pgErr.Message)
+		default:
+			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
+		}
+		dup, isDup, err := s.checkDuplicate(ctx, streamID, expected, args)
+		if err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
+		}
+		if isDup {
+			return dup, nil
+		}
+		if raced && (expected == eventstore.Any || expected == eventstore.StreamExists) && attempt < maxAppendRetries {
+			continue // another writer took the next version first: read again
+		}
+		return eventstore.AppendResult{}, s.conflict(ctx, streamID, expected)
+	}
+}
+
+const duplicateSQL = `
+SELECT e.stream_id, e.version, e.position,
+       (e.type = i.type AND e.data = i.data AND e.metadata = i.meta)
+FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) WITH ORDINALITY AS i(id, type, data, meta, ord)
+LEFT JOIN events e ON e.event_id = i.id
+ORDER BY i.ord`
+
+// checkDuplicate tells whether the append's events are already stored, by an
+// earlier identical append. It returns ErrDuplicateEventID when some of the
+// ids are stored but not as an identical append.
+func (s *Store) checkDuplicate(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, a appendArgs) (eventstore.AppendResult, bool, error) {
+	rows, err := s.pool.Query(ctx, duplicateSQL, a.ids, a.types, a.data, a.meta)
+	if err != nil {
+		return eventstore.AppendResult{}, false, fmt.Errorf("check event ids: %w", err)
+	}
+	type stored struct {
+		stream   pgtype.Text
+		version  pgtype.Int8
+		position pgtype.Int8
+		same     pgtype.Bool
+	}
+	var found []stored
+	foundAny, identical := false, true
+	for rows.Next() {
+		var r stored
+		if err := rows.Scan(&r.stream, &r.version, &r.position, &r.same); err != nil {
+			rows.Close()
+			return eventstore.AppendResult{}, false, fmt.Errorf("check event ids: %w", err)
+		}
+		if r.stream.Valid {
+			foundAny = true
+		}
+		i := len(found)
+		if !r.stream.Valid || r.stream.String != streamID || !r.same.Bool ||
+			(i > 0 && r.version.Int64 != found[0].version.Int64+int64(i)) {
+			identical = false
+		}
+		found = append(found, r)
+	}
+	if err := rows.Err(); err != nil {
+		return eventstore.AppendResult{}, false, fmt.Errorf("check event ids: %w", err)
+	}
+	if !foundAny {
+		return eventstore.AppendResult{}, false, nil
+	}
+	if identical {
+		first, last := found[0], found[len(found)-1]
+		switch {
+		case expected == eventstore.Any,
+			expected == eventstore.StreamExists && first.version.Int64 > 0,
+			expected >= eventstore.NoStream && first.version.Int64 == int64(expected)+1:
+			return eventstore.AppendResult{
+				StreamID:      streamID,
+				FirstVersion:  first.version.Int64,
+				LastVersion:   last.version.Int64,
+				FirstPosition: first.position.Int64,
+				LastPosition:  last.position.Int64,
+				Duplicate:     true,
+			}, true, nil
+		}
+		return eventstore.AppendResult{}, false, fmt.Errorf("%w: the events are stored at versions %d-%d, appended with another expected version than %s",
+			eventstore.ErrDuplicateEventID, first.version.Int64, last.version.Int64, expected)
+	}
+	for i, r := range found {
+		if r.stream.Valid {
+			return eventstore.AppendResult{}, false, fmt.Errorf("%w: event %d (id %s) is already stored with other content or in another place",
+				eventstore.ErrDuplicateEventID, i, eventstore.EventID(a.ids[i].Bytes))
+		}
+	}
+	panic("unreachable: foundAny without a stored row")
+}
+
+// conflict builds the WrongExpectedVersionError for a refused append.
+func (s *Store) conflict(ctx context.Context, streamID string, expected eventstore.ExpectedVersion) error {
+	current, err := s.StreamVersion(ctx, streamID)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		current, err = -1, nil
+	}
+	if err != nil {
+		return fmt.Errorf("append to %s: version conflict: %w", streamID, err)
+	}
+	cerr := &eventstore.WrongExpectedVersionError{StreamID: streamID, Expected: expected, Current: current}
+	from := int64(-1)
+	switch {
+	case expected == eventstore.NoStream:
+		from = 0
+	case expected >= 0:
+		from = int64(expected) + 1
+	}
+	if from >= 0 && from <= current {
+		events, err := s.readStream(ctx, streamID, eventstore.ReadStreamOptions{From: from, Limit: eventstore.MaxConflictEvents + 1})
+		if err != nil {
+			return fmt.Errorf("append to %s: version conflict: %w", streamID, err)
+		}
+		if len(events) > eventstore.MaxConflictEvents {
+			events, cerr.Truncated = events[:eventstore.MaxConflictEvents], true
+		}
+		cerr.Events = events
+	}
+	return cerr
+}
+
+const eventColumns = `stream_id, version, position, event_id, type, data, metadata, recorded_at`
+
+func scanEvent(row pgx.Row) (eventstore.RecordedEvent, error) {
+	var e eventstore.RecordedEvent
+	var id pgtype.UUID
+	err := row.Scan(&e.StreamID, &e.Version, &e.Position, &id, &e.Type, &e.Data, &e.Metadata, &e.RecordedAt)
+	e.ID = id.Bytes
+	e.RecordedAt = e.RecordedAt.UTC()
+	return e, err
+}
+
+func collectEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
+	defer rows.Close()
+	var events []eventstore.RecordedEvent
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, e)
+	}
+	return events, rows.Err()
+}
+
+func limitOrDefault(n int) int {
+	if n <= 0 {
+		return eventstore.DefaultReadLimit
+	}
+	return n
+}
+
+// ReadStream implements eventstore.Store.
+func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.RecordedEvent, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return nil, fmt.Errorf("read stream: %w", err)
+	}
+	events, err := s.readStream(ctx, streamID, opts)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
+	}
+	if len(events) == 0 {
+		if _, err := s.StreamVersion(ctx, streamID); err != nil {
+			return nil, err
+		}
+	}
+	return events, nil
+}
+
+func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.RecordedEvent, error) {
+	q := `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
+	if opts.Backward {
+		q = `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
+	}
+	rows, err := s.pool.Query(ctx, q, streamID, opts.From, limitOrDefault(opts.Limit))
+	if err != nil {
+		return nil, err
+	}
+	return collectEvents(rows)
+}
+
+// StreamVersion implements eventstore.Store.
+func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return 0, fmt.Errorf("stream version: %w", err)
+	}
+	var v pgtype.Int8
+	if err := s.pool.QueryRow(ctx, `SELECT max(version) FROM events WHERE stream_id = $1`, streamID).Scan(&v); err != nil {
+		return 0, fmt.Errorf("stream version %s: %w", streamID, err)
+	}
+	if !v.Valid {
+		return 0, fmt.Errorf("stream %s: %w", streamID, eventstore.ErrStreamNotFound)
+	}
+	return v.Int64, nil
+}
+
+// readAllSQL returns the $all query for the given filters. The horizon and
+// the events come from one statement, hence one snapshot: every transaction
+// with an id below the snapshot's xmin has ended, and every position derived
+// from a later transaction id is at or above the horizon. The last column
+// is the highest position committed, visible or not yet.
+func readAllSQL(byType, byCategory bool) string {
+	var b strings.Builder
+	b.WriteString(`
+WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16 AS horizon)
+SELECT h.horizon, (SELECT max(position) FROM events),
+       e.stream_id, e.version, e.position, e.event_id, e.type, e.data, e.metadata, e.recorded_at
+FROM h LEFT JOIN LATERAL (
+    SELECT ` + eventColumns + ` FROM events
+    WHERE position > $1 AND position < h.horizon`)
+	n := 2
+	if byType {
+		n++
+		fmt.Fprintf(&b, ` AND type = ANY($%d::text[])`, n)
+	}
+	if byCategory {
+		n++
+		fmt.Fprintf(&b, ` AND category = ANY($%d::text[])`, n)
+	}
+	b.WriteString(`
+    ORDER BY position LIMIT $2
+) e ON true
+ORDER BY e.position`)
+	return b.String()
+}
+
+// ReadAll implements eventstore.Store.
+func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.AllPage, error) {
+	limit := limitOrDefault(opts.Limit)
+	args := []any{opts.After, limit}
+	byType, byCategory := len(opts.Types) > 0, len(opts.Categories) > 0
+	if byType {
+		args = append(args, opts.Types)
+	}
+	if byCategory {
+		args = append(args, opts.Categories)
+	}
+	rows, err := s.pool.Query(ctx, readAllSQL(byType, byCategory), args...)
+	if err != nil {
+		return eventstore.AllPage{}, fmt.Errorf("read $all: %w", err)
+	}
+	defer rows.Close()
+	page := eventstore.AllPage{Events: make([]eventstore.RecordedEvent, 0, min(limit, 64))}
+	var horizon int64
+	var maxPosition pgtype.Int8
+	for rows.Next() {
+		var (
+			e        eventstore.RecordedEvent
+			stream   pgtype.Text
+			version  pgtype.Int8
+			position pgtype.Int8
+			id       pgtype.UUID
+			typ      pgtype.Text
+			at       pgtype.Timestamptz
+		)
+		if err := rows.Scan(&horizon, &maxPosition, &stream, &version, &position, &id, &typ, &e.Data, &e.Metadata, &at); err != nil {
+			return eventstore.AllPage{}, fmt.Errorf("read $all: %w", err)
+		}
+		if !stream.Valid { // no event: the row only carries the horizon
+			continue
+		}
+		e.StreamID, e.Version, e.Position, e.ID, e.Type, e.RecordedAt = stream.String, version.Int64, position.Int64, id.Bytes, typ.String, at.Time.UTC()
+		page.Events = append(page.Events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return eventstore.AllPage{}, fmt.Errorf("read $all: %w", err)
+	}
+	if len(page.Events) == limit {
+		page.Next = page.Events[len(page.Events)-1].Position
+	} else {
+		page.Next = max(opts.After, horizon-1)
+		page.HeldBack = maxPosition.Valid && maxPosition.Int64 >= horizon
+	}
+	return page, nil
+}
+
+// SubscribeToAll returns a catch-up subscription to the global log.
+func (s *Store) SubscribeToAll(opts eventstore.SubscribeAllOptions) *eventstore.Subscription {
+	s.startListening()
+	if opts.SafetyPoll == 0 {
+		opts.SafetyPoll = s.safetyPoll
+	}
+	return eventstore.NewAllSubscription(s, s.changes, opts)
+}
+
+// SubscribeToStream returns a catch-up subscription to one stream.
+func (s *Store) SubscribeToStream(streamID string, opts eventstore.SubscribeStreamOptions) *eventstore.Subscription {
+	s.startListening()
+	if opts.SafetyPoll == 0 {
+		opts.SafetyPoll = s.safetyPoll
+	}
+	return eventstore.NewStreamSubscription(s, s.changes, streamID, opts)
+}
