@@ -25,7 +25,8 @@ CREATE TABLE events (
 );
 
 CREATE UNIQUE INDEX events_position_key ON events (position);
-CREATE INDEX events_type_position_idx ON events (type, position);
+-- No index on type: type filters are applied to the position-ordered scan
+-- (a follower reads each event once either way). See docs/architecture.md.
 CREATE INDEX events_category_position_idx ON events (category, position);
 
 -- Append-only, enforced by the database: any UPDATE, DELETE or TRUNCATE on

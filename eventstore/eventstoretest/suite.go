@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"IdempotentRetry", testIdempotentRetry},
 		{"DuplicateEventIDWithOtherContent", testDuplicateEventID},
 		{"AtomicAppend", testAtomicAppend},
+		{"LargeBatches", testLargeBatches},
 		{"InvalidStreamIDs", testInvalidStreamIDs},
 		{"InvalidEvents", testInvalidEvents},
 		{"ReadStream", testReadStream},
@@ -341,6 +342,68 @@ func testAtomicAppend(t *testing.T, s Store) {
 	}
 	if _, err := s.StreamVersion(ctx, "atomic-3"); !errors.Is(err, eventstore.ErrStreamNotFound) {
 		t.Fatalf("after a failed append: StreamVersion err = %v, want ErrStreamNotFound", err)
+	}
+}
+
+// Implementations may store large batches another way (the PostgreSQL store
+// uses COPY): the same rules hold for them.
+func testLargeBatches(t *testing.T, s Store) {
+	ctx := ctxFor(t)
+	const n = 25
+	first := events(n, "bulk")
+	res := mustAppend(t, s, "bulk-1", eventstore.NoStream, first...)
+	if res.FirstVersion != 0 || res.LastVersion != n-1 || res.LastPosition-res.FirstPosition < n-1 {
+		t.Fatalf("result = %+v", res)
+	}
+	got := mustRead(t, s, "bulk-1", eventstore.ReadStreamOptions{})
+	for i, e := range got {
+		if e.ID != first[i].ID || e.Version != int64(i) || !jsonEqual(t, e.Data, first[i].Data) {
+			t.Fatalf("event %d = %+v", i, e)
+		}
+		if i > 0 && e.Position <= got[i-1].Position {
+			t.Fatalf("positions not increasing at %d", i)
+		}
+	}
+	// Conflict, with the concurrent events.
+	_, err := s.AppendToStream(ctx, "bulk-1", eventstore.Exact(n-3), events(n, "late")...)
+	var werr *eventstore.WrongExpectedVersionError
+	if !errors.As(err, &werr) || werr.Current != n-1 || !reflect.DeepEqual(versions(werr.Events), []int64{n - 2, n - 1}) {
+		t.Fatalf("conflict = %v, want current %d and versions %d, %d", err, n-1, n-2, n-1)
+	}
+	if _, err := s.AppendToStream(ctx, "bulk-2", eventstore.StreamExists, events(n, "x")...); !errors.As(err, &werr) {
+		t.Fatalf("StreamExists on a new stream: %v", err)
+	}
+	// Idempotent retry.
+	again := mustAppend(t, s, "bulk-1", eventstore.NoStream, first...)
+	if !again.Duplicate || again.LastVersion != n-1 {
+		t.Fatalf("retry = %+v, want a duplicate of versions 0..%d", again, n-1)
+	}
+	// Exact and Any.
+	more := events(n, "more")
+	if r := mustAppend(t, s, "bulk-1", eventstore.Exact(n-1), more...); r.FirstVersion != n {
+		t.Fatalf("exact append at %d, want %d", r.FirstVersion, n)
+	}
+	if r := mustAppend(t, s, "bulk-1", eventstore.Any, events(n, "any")...); r.FirstVersion != 2*n {
+		t.Fatalf("any append at %d, want %d", r.FirstVersion, 2*n)
+	}
+	// A reused id or a bad value anywhere in the batch: nothing written.
+	reuse := events(n, "reuse")
+	reuse[n-1] = more[3]
+	if _, err := s.AppendToStream(ctx, "bulk-3", eventstore.NoStream, reuse...); !errors.Is(err, eventstore.ErrDuplicateEventID) {
+		t.Fatalf("batch reusing an id: %v, want ErrDuplicateEventID", err)
+	}
+	bad := events(n, "bad")
+	bad[17].Data = json.RawMessage(`{"x":"\u0000"}`)
+	if _, err := s.AppendToStream(ctx, "bulk-3", eventstore.NoStream, bad...); !errors.Is(err, eventstore.ErrInvalidEvent) {
+		t.Fatalf("batch with a NUL: %v, want ErrInvalidEvent", err)
+	}
+	twice := events(n, "twice")
+	twice[5] = twice[6]
+	if _, err := s.AppendToStream(ctx, "bulk-3", eventstore.NoStream, twice...); err == nil {
+		t.Fatalf("batch with an id twice: accepted")
+	}
+	if _, err := s.StreamVersion(ctx, "bulk-3"); !errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("after refused batches: %v, want ErrStreamNotFound", err)
 	}
 }
 

@@ -42,6 +42,12 @@ func (s *Store) announceAppend() {
 	}
 }
 
+// notifySQL sends the notification in a transaction that commits without
+// waiting for its WAL record to reach disk: it carries nothing durable (the
+// events' own commit was durable), and a synchronous commit would cost every
+// append a second fsync. Listeners get the notification at commit either way.
+const notifySQL = `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')`
+
 // announce sends one NOTIFY for any number of appends that committed while
 // the previous NOTIFY was on its way. NOTIFY runs in its own transaction,
 // after the appends committed: inside the append transaction it would take
@@ -55,7 +61,7 @@ func (s *Store) announce() {
 		case <-s.pending:
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-		_, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel)
+		_, err := s.pool.Exec(ctx, notifySQL, NotifyChannel)
 		cancel()
 		if err != nil && s.ctx.Err() == nil {
 			s.log.Warn("notify subscribers of new events", "err", err)
@@ -76,7 +82,7 @@ func (s *Store) listen() {
 	defer s.wg.Done()
 	backoff := 100 * time.Millisecond
 	for s.ctx.Err() == nil {
-		err := s.listenOnce1()
+		err := s.holdListenConn()
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -91,8 +97,8 @@ func (s *Store) listen() {
 	}
 }
 
-// listenOnce1 holds one LISTEN connection until it fails.
-func (s *Store) listenOnce1() error {
+// holdListenConn holds one LISTEN connection until it fails.
+func (s *Store) holdListenConn() error {
 	conn, err := pgx.ConnectConfig(s.ctx, s.pool.Config().ConnConfig.Copy())
 	if err != nil {
 		return err

@@ -1,0 +1,64 @@
+# Lethe: `make run` for a local deployment, `make test` for every test.
+# Both need PostgreSQL's server binaries (apt-get install postgresql) and
+# build the Vault server once into bin/vault (~20 min the first time).
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all build run test test-short bench bench-quick vault lint fmt vet clean deps FORCE
+
+all: build
+
+## build: compile bin/lethe
+build: bin/lethe
+
+bin/lethe: FORCE
+	@echo "==> building bin/lethe"
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o bin/lethe ./cmd/lethe
+
+bin/lethe-dev: FORCE
+	@$(GO) build -o bin/lethe-dev ./cmd/lethe-dev
+
+## vault: build the Vault server used by tests and `make run` (first time ~20 min)
+vault:
+	@scripts/build-vault.sh
+
+## deps: check the machine has what the tests and `make run` need
+deps:
+	@scripts/check-deps.sh
+
+## run: a complete local deployment (PostgreSQL, Vault, lethe serve); Ctrl-C stops it
+run: deps build vault bin/lethe-dev
+	@bin/lethe-dev run
+
+## test: every test, against a real PostgreSQL and a real Vault started for the run
+test: deps vault bin/lethe-dev lint
+	@echo "==> running the tests (PostgreSQL and Vault start first)"
+	@bin/lethe-dev test -- $(GO) test -race -count=1 -timeout 20m ./...
+
+## bench: benchmarks against a raw pgx baseline; figures also go to bench-results.json
+bench: deps
+	@echo "==> building the benchmark"
+	@$(GO) build -o bin/lethe-bench ./cmd/lethe-bench
+	@bin/lethe-bench
+
+## bench-quick: the benchmarks as a short smoke run (the figures mean little)
+bench-quick: deps
+	@$(GO) run ./cmd/lethe-bench -quick -out /dev/null
+
+## lint: gofmt, go vet, and the import rules (domain packages never import adapters)
+lint:
+	@echo "==> lint"
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@$(GO) vet ./...
+	@scripts/check-imports.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin/lethe bin/lethe-dev bin/lethe-bench bench-results.json
+
+## help: this list
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  /'
