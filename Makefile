@@ -5,7 +5,7 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build run test test-short bench bench-quick vault lint fmt vet clean deps FORCE
+.PHONY: all build run test fuzz bench bench-quick vault lint fmt clean deps help FORCE
 
 all: build
 
@@ -35,6 +35,8 @@ run: deps build vault bin/lethe-dev
 test: deps vault bin/lethe-dev lint
 	@echo "==> running the tests (PostgreSQL and Vault start first)"
 	@bin/lethe-dev test -- $(GO) test -race -count=1 -timeout 20m ./...
+	@echo "==> fuzzing each decoder of untrusted input for a short time"
+	@scripts/fuzz.sh
 
 ## bench: benchmarks against a raw pgx baseline; figures also go to bench-results.json
 bench: deps
@@ -52,6 +54,10 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	@$(GO) vet ./...
 	@scripts/check-imports.sh
+
+## fuzz: every fuzz target for FUZZTIME (default 5s) each
+fuzz:
+	@scripts/fuzz.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,8 +54,17 @@ func NewHandler(opts Options) http.Handler {
 		writeProblem(w, r, Problem{Type: ProblemTypeBase + "not-found", Title: "Not found", Status: http.StatusNotFound,
 			Detail: "No such route."})
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, Problem{Type: ProblemTypeBase + "method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		// RFC 9110 §15.5.6: a 405 lists the methods the route has.
+		var allowed []string
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+				allowed = append(allowed, m)
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeProblem(w, req, Problem{Type: ProblemTypeBase + "method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed,
+			Detail: "This route answers " + strings.Join(allowed, ", ") + "."})
 	})
 	return r
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // EventID identifies an event: a UUID, unique in the whole store. Clients
@@ -33,7 +34,7 @@ func ParseEventID(s string) (EventID, error) {
 	}
 	j := 0
 	for i := 0; i < 36; {
-		if s[i] == '-' {
+		if i == 8 || i == 13 || i == 18 || i == 23 { // the dashes, checked above
 			i++
 			continue
 		}
@@ -119,6 +120,9 @@ func (e EventData) Validate() error {
 		if c := e.Type[i]; c <= ' ' || c >= 0x7f {
 			return fmt.Errorf("type must be printable ASCII without spaces")
 		}
+	}
+	if !utf8.Valid(e.Data) || !utf8.Valid(e.Metadata) {
+		return fmt.Errorf("data and metadata must be UTF-8")
 	}
 	if !isJSONObject(e.Data) {
 		return fmt.Errorf("data must be a JSON object")

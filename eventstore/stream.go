@@ -48,6 +48,9 @@ func ValidateStreamID(id string) error {
 		if isAlnum(c) || c == '-' || c == '_' || c == '.' || c == ':' || c == '@' {
 			continue
 		}
+		if c >= 0x80 {
+			return &InvalidStreamIDError{Reason: fmt.Sprintf("non-ASCII byte 0x%02x at byte %d is not allowed (letters, digits, - _ . : @)", c, i)}
+		}
 		return &InvalidStreamIDError{Reason: fmt.Sprintf("character %s at byte %d is not allowed (letters, digits, - _ . : @)", strconv.QuoteRune(rune(c)), i)}
 	}
 	return nil
@@ -84,14 +87,24 @@ const (
 	StreamExists ExpectedVersion = -3
 )
 
+// invalidExpected is what Exact returns for a version below -1.
+const invalidExpected ExpectedVersion = -1 << 63
+
 // Exact expects the stream's last event to have version v. Exact(-1) is
-// NoStream.
-func Exact(v int64) ExpectedVersion { return ExpectedVersion(v) }
+// NoStream. A v below -1 gives an expected version that is not Valid (it
+// never silently means Any or StreamExists): appends with it fail.
+func Exact(v int64) ExpectedVersion {
+	if v < -1 {
+		return invalidExpected
+	}
+	return ExpectedVersion(v)
+}
 
 // Valid reports whether e is an exact version, Any, NoStream or StreamExists.
 func (e ExpectedVersion) Valid() bool { return e >= StreamExists }
 
-// String returns "any", "no stream", "stream exists" or the exact version.
+// String returns "any", "no stream (-1)", "stream exists" or the exact
+// version.
 func (e ExpectedVersion) String() string {
 	switch e {
 	case Any:

@@ -71,7 +71,7 @@ PostgreSQL's server programs come from pg_config or /usr/lib/postgresql/*/bin
 const examples = `# Is Lethe up?
 curl -s "$LETHE_URL/healthz"
 
-# Can Lethe reach PostgreSQL and Vault?
+# Is it ready (PostgreSQL reachable, schema current)?
 curl -s "$LETHE_URL/readyz"
 `
 
@@ -411,7 +411,9 @@ func printBanner(w io.Writer, url, adminToken, dbURL, vaultAddr, root, stateDir,
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nLethe is running at %s\n\n", url)
-	fmt.Fprintf(&b, "  admin token  %s\n", adminToken)
+	// The admin token is generated and passed to lethe serve already; it
+	// is shown once the API has bearer-token authentication (issue 4).
+	_ = adminToken
 	fmt.Fprintf(&b, "  PostgreSQL   %s\n", dbURL)
 	fmt.Fprintf(&b, "  Vault        %s (unseal key and root token in %s)\n\n", vaultAddr, rel(filepath.Join(stateDir, "vault", "init.json")))
 	fmt.Fprintf(&b, "This is a local-only setup for trying Lethe, not for production: Lethe\n")
@@ -422,7 +424,7 @@ func printBanner(w io.Writer, url, adminToken, dbURL, vaultAddr, root, stateDir,
 	}
 	fmt.Fprintf(&b, "Try it (copy and paste into another terminal):\n\n")
 	fmt.Fprintf(&b, "  export LETHE_URL=%s\n", url)
-	fmt.Fprintf(&b, "  export LETHE_ADMIN_TOKEN=%s\n\n", adminToken)
+	b.WriteString("\n")
 	for _, line := range strings.Split(strings.TrimRight(examples, "\n"), "\n") {
 		if line == "" {
 			b.WriteString("\n")

@@ -168,9 +168,10 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 		case err == nil: // expected version did not match
 		case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique violation: event id or (stream, version)
 			raced = pgErr.ConstraintName == "events_stream_version_pk"
-		case errors.As(err, &pgErr) && (pgErr.Code == "22P05" || pgErr.Code == "22P02" || pgErr.Code == "22025" || pgErr.Code == "54000"):
+		case errors.As(err, &pgErr) && (pgErr.Code == "22P05" || pgErr.Code == "22P02" || pgErr.Code == "22025" || pgErr.Code == "22021" || pgErr.Code == "54000"):
 			// untranslatable character (\u0000), invalid text
-			// representation or escape, value too large for jsonb
+			// representation or escape, bad UTF-8, value too
+			// large for jsonb
 			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w: %s", streamID, eventstore.ErrInvalidEvent, pgErr.Message)
 		default:
 			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
