@@ -66,8 +66,20 @@ func (s *Store) announce() {
 		if err != nil && s.ctx.Err() == nil {
 			s.log.Warn("notify subscribers of new events", "err", err)
 		}
+		// Under load, appends that commit during the gap share the next
+		// NOTIFY: at most one per notifyMinGap, which bounds both the
+		// notification traffic and the subscribers' wake-ups.
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(notifyMinGap):
+		}
 	}
 }
+
+// notifyMinGap is the least time between two NOTIFYs of one store: it adds
+// at most this much to the delivery of events to other processes.
+const notifyMinGap = time.Millisecond
 
 // startListening starts, once, the goroutine that LISTENs for other
 // processes' appends on a dedicated connection.

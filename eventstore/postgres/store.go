@@ -151,7 +151,16 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 		var res eventstore.AppendResult
 		var n int64
 		var err error
-		if len(events) >= copyThreshold {
+		if len(events) == 1 {
+			res.StreamID = streamID
+			err = s.pool.QueryRow(ctx, appendOneSQL, streamID, int64(expected), args.ids[0], args.types[0], args.data[0], args.meta[0]).
+				Scan(&res.FirstVersion, &res.FirstPosition)
+			if err == nil {
+				n, res.LastVersion, res.LastPosition = 1, res.FirstVersion, res.FirstPosition
+			} else if errors.Is(err, pgx.ErrNoRows) {
+				err = nil
+			}
+		} else if len(events) >= copyThreshold {
 			res, n, err = s.appendCopy(ctx, streamID, expected, args)
 		} else {
 			res.StreamID = streamID
@@ -202,28 +211,47 @@ var copyColumns = []string{"position", "stream_id", "version", "event_id", "type
 // primary key decides a race with a concurrent writer. It returns n = 0 when
 // the expected version does not match.
 func (s *Store) appendCopy(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, a appendArgs) (res eventstore.AppendResult, n int64, err error) {
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return res, 0, err
 	}
-	defer func() { _ = tx.Rollback(ctx) }() // no-op after Commit
+	defer conn.Release() // pgxpool discards a connection left inside a transaction
+	// BEGIN and the version read go in one round trip.
+	batch := &pgx.Batch{}
+	batch.Queue(`BEGIN`)
+	batch.Queue(`SELECT coalesce(max(version), -1), pg_current_xact_id()::text::bigint << 16 FROM events WHERE stream_id = $1`, streamID)
+	br := conn.SendBatch(ctx, batch)
 	var current, base int64
-	err = tx.QueryRow(ctx, `SELECT coalesce(max(version), -1), pg_current_xact_id()::text::bigint << 16 FROM events WHERE stream_id = $1`, streamID).
-		Scan(&current, &base)
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&current, &base)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	rollback := func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = conn.Exec(rctx, `ROLLBACK`)
+	}
 	if err != nil {
+		rollback()
 		return res, 0, err
 	}
 	if !expectationMet(expected, current) {
+		rollback()
 		return res, 0, nil
 	}
 	count := len(a.ids)
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{"events"}, copyColumns, pgx.CopyFromSlice(count, func(i int) ([]any, error) {
+	_, err = conn.CopyFrom(ctx, pgx.Identifier{"events"}, copyColumns, pgx.CopyFromSlice(count, func(i int) ([]any, error) {
 		return []any{base + int64(i), streamID, current + 1 + int64(i), a.ids[i], a.types[i], a.data[i], a.meta[i]}, nil
 	}))
 	if err != nil {
+		rollback()
 		return res, 0, err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if _, err := conn.Exec(ctx, `COMMIT`); err != nil {
+		rollback()
 		return res, 0, err
 	}
 	return eventstore.AppendResult{
@@ -245,6 +273,17 @@ func expectationMet(expected eventstore.ExpectedVersion, current int64) bool {
 	}
 	return int64(expected) == current
 }
+
+// appendOneSQL is appendSQL for the most common append, a single event:
+// the same rule with no arrays, no CTE and no aggregate, which is measurably
+// cheaper (make bench). It returns no row when the expected version does not
+// match.
+const appendOneSQL = `
+INSERT INTO events (position, stream_id, version, event_id, type, data, metadata)
+SELECT pg_current_xact_id()::text::bigint << 16, $1, cur.v + 1, $3, $4, $5, $6
+FROM (SELECT coalesce(max(version), -1) AS v FROM events WHERE stream_id = $1) cur
+WHERE $2::bigint = -2 OR ($2::bigint = -3 AND cur.v >= 0) OR cur.v = $2::bigint
+RETURNING version, position`
 
 const duplicateSQL = `
 SELECT e.stream_id, e.version, e.position,
@@ -444,7 +483,7 @@ FROM h LEFT JOIN LATERAL (
 	}
 	if byCategory {
 		n++
-		fmt.Fprintf(&b, ` AND category = ANY($%d::text[])`, n)
+		fmt.Fprintf(&b, ` AND split_part(stream_id, '-', 1) = ANY($%d::text[])`, n)
 	}
 	b.WriteString(`
     ORDER BY position LIMIT $2
