@@ -114,23 +114,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}()
 		serverURL = pg.URL("postgres")
 	}
-	pool, cleanup, err := benchDatabase(ctx, serverURL)
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-
-	res := results{Time: time.Now().UTC(), Machine: describeMachine(ctx, pool)}
-	fmt.Fprintf(stdout, "machine: %d CPUs (%s), %s memory, %s, PostgreSQL %s, fsync=%s\n\n",
-		res.Machine.CPUs, res.Machine.CPU, res.Machine.Memory, res.Machine.GoVersion, res.Machine.PostgreSQL, res.Machine.Fsync)
-
-	b := &bench{pool: pool, opts: o, out: stdout}
-	for _, s := range suites() {
+	res := results{Time: time.Now().UTC()}
+	for i, s := range suites() {
 		if !o.only.MatchString(s.name) {
 			continue
 		}
+		// Every suite gets a fresh database: figures must not depend on
+		// what an earlier suite left behind.
+		pool, cleanup, err := benchDatabase(ctx, serverURL)
+		if err != nil {
+			return err
+		}
+		if i == 0 || res.Machine.CPUs == 0 {
+			res.Machine = describeMachine(ctx, pool)
+			fmt.Fprintf(stdout, "machine: %d CPUs (%s), %s memory, %s, PostgreSQL %s, fsync=%s\n\n",
+				res.Machine.CPUs, res.Machine.CPU, res.Machine.Memory, res.Machine.GoVersion, res.Machine.PostgreSQL, res.Machine.Fsync)
+		}
 		fmt.Fprintf(stdout, "==> %s\n", s.name)
-		figs, err := s.run(ctx, b)
+		figs, err := s.run(ctx, &bench{pool: pool, opts: o, out: stdout})
+		cleanup()
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}

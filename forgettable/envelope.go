@@ -1,0 +1,147 @@
+package forgettable
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/lethe-store/lethe/keystore"
+)
+
+// EnvelopePrefix starts every sealed field's value. A sealed field is a JSON
+// string: EnvelopePrefix followed by the unpadded base64url encoding of
+//
+//	subject reference  32 bytes  (the raw bytes of keystore.Ref)
+//	key version        uvarint
+//	nonce              24 bytes  (random, fresh for every field)
+//	ciphertext         XChaCha20-Poly1305 of the field's JSON value, with its 16-byte tag
+//
+// The associated data binds the ciphertext to where it belongs, so that a
+// ciphertext copied into another event, field or stream fails to open:
+//
+//	"lethe:v1" || u16 len || stream id || event id (16 bytes) ||
+//	u16 len || JSON pointer || subject reference (32 bytes) || u32 key version
+//
+// The plaintext is the field's JSON value (a string with its quotes, a
+// number, an object...), so every JSON type round-trips. docs/envelope.md
+// documents the format.
+const EnvelopePrefix = "lethe:v1:"
+
+// reservedPrefix may not start a plaintext string: it would be taken for a
+// sealed field when read.
+const reservedPrefix = "lethe:v"
+
+// ErrTampered is returned when a sealed field does not open: its bytes were
+// changed, or it was moved to another event, field or stream. It is an
+// integrity failure, never a redaction.
+var ErrTampered = errors.New("sealed field does not open (tampered or moved)")
+
+// envelope is a sealed field, decoded.
+type envelope struct {
+	ref        keystore.Ref
+	keyVersion int
+	nonce      [chacha20poly1305.NonceSizeX]byte
+	ciphertext []byte
+}
+
+// fieldLocation is what a sealed field is bound to.
+type fieldLocation struct {
+	streamID string
+	eventID  [16]byte
+	path     string
+}
+
+func associatedData(loc fieldLocation, ref keystore.Ref, version int) []byte {
+	refBytes := ref.Bytes()
+	ad := make([]byte, 0, 8+2+len(loc.streamID)+16+2+len(loc.path)+len(refBytes)+4)
+	ad = append(ad, "lethe:v1"...)
+	ad = binary.BigEndian.AppendUint16(ad, uint16(len(loc.streamID)))
+	ad = append(ad, loc.streamID...)
+	ad = append(ad, loc.eventID[:]...)
+	ad = binary.BigEndian.AppendUint16(ad, uint16(min(len(loc.path), 0xffff)))
+	ad = append(ad, loc.path...)
+	ad = append(ad, refBytes...)
+	ad = binary.BigEndian.AppendUint32(ad, uint32(version))
+	return ad
+}
+
+// seal encrypts a JSON value under key, bound to loc, and returns the
+// envelope string.
+func seal(key keystore.Key, loc fieldLocation, plaintext []byte) (string, error) {
+	material := key.Material()
+	aead, err := chacha20poly1305.NewX(material[:])
+	if err != nil {
+		return "", fmt.Errorf("seal: %w", err)
+	}
+	refBytes := key.Ref().Bytes()
+	if refBytes == nil {
+		return "", fmt.Errorf("seal: %w", keystore.ErrInvalidRef)
+	}
+	buf := make([]byte, 0, keystore.RefSize+binary.MaxVarintLen64+aead.NonceSize()+len(plaintext)+aead.Overhead())
+	buf = append(buf, refBytes...)
+	buf = binary.AppendUvarint(buf, uint64(key.Version()))
+	nonceAt := len(buf)
+	buf = buf[:nonceAt+aead.NonceSize()]
+	if _, err := rand.Read(buf[nonceAt:]); err != nil {
+		return "", fmt.Errorf("seal: nonce: %w", err)
+	}
+	buf = aead.Seal(buf, buf[nonceAt:], plaintext, associatedData(loc, key.Ref(), key.Version()))
+	return EnvelopePrefix + base64.RawURLEncoding.EncodeToString(buf), nil
+}
+
+// isEnvelope reports whether a JSON string value is a sealed field.
+func isEnvelope(s string) bool { return strings.HasPrefix(s, EnvelopePrefix) }
+
+// maxKeyVersion bounds key versions read from envelopes.
+const maxKeyVersion = 1 << 30
+
+// decodeEnvelope parses a sealed field's string. It never panics, whatever
+// the input (it is fuzzed).
+func decodeEnvelope(s string) (envelope, error) {
+	var e envelope
+	if !isEnvelope(s) {
+		return e, errors.New("not a sealed field")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(s[len(EnvelopePrefix):])
+	if err != nil {
+		return e, fmt.Errorf("sealed field: bad base64: %w", ErrTampered)
+	}
+	if len(raw) < keystore.RefSize+1+len(e.nonce)+chacha20poly1305.Overhead {
+		return e, fmt.Errorf("sealed field: too short: %w", ErrTampered)
+	}
+	if e.ref, err = keystore.RefFromBytes(raw[:keystore.RefSize]); err != nil {
+		return e, fmt.Errorf("sealed field: %w", ErrTampered)
+	}
+	raw = raw[keystore.RefSize:]
+	v, n := binary.Uvarint(raw)
+	if n <= 0 || v < 1 || v > maxKeyVersion {
+		return e, fmt.Errorf("sealed field: bad key version: %w", ErrTampered)
+	}
+	e.keyVersion = int(v)
+	raw = raw[n:]
+	if len(raw) < len(e.nonce)+chacha20poly1305.Overhead {
+		return e, fmt.Errorf("sealed field: too short: %w", ErrTampered)
+	}
+	copy(e.nonce[:], raw)
+	e.ciphertext = raw[len(e.nonce):]
+	return e, nil
+}
+
+// open decrypts an envelope with its key, checking it belongs at loc.
+func (e envelope) open(key keystore.Key, loc fieldLocation) ([]byte, error) {
+	material := key.Material()
+	aead, err := chacha20poly1305.NewX(material[:])
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	plain, err := aead.Open(nil, e.nonce[:], e.ciphertext, associatedData(loc, e.ref, e.keyVersion))
+	if err != nil {
+		return nil, fmt.Errorf("field %s: %w", loc.path, ErrTampered)
+	}
+	return plain, nil
+}

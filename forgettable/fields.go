@@ -1,0 +1,225 @@
+package forgettable
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/lethe-store/lethe/keystore"
+)
+
+// Redaction says why a personal field of an event shows null.
+type Redaction struct {
+	// Path is the field's JSON Pointer in the event's data.
+	Path string `json:"path"`
+	// Reason is ReasonForgotten or ReasonRestricted.
+	Reason string `json:"reason"`
+}
+
+const (
+	// ReasonForgotten: the data subject was erased; the value is gone.
+	ReasonForgotten = "forgotten"
+	// ReasonRestricted: the reader may not see personal data.
+	ReasonRestricted = "restricted"
+)
+
+// ErrReservedValue is returned for event data holding a plaintext string
+// that starts like a sealed field.
+var ErrReservedValue = errors.New(`string values starting with "` + reservedPrefix + `" are reserved for sealed fields`)
+
+// decodeJSON decodes one JSON value, keeping numbers exact.
+func decodeJSON(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("trailing data after the JSON value")
+	}
+	return v, nil
+}
+
+// encodeJSON encodes v compactly, without HTML escaping.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// checkReserved refuses plaintext strings that look like sealed fields.
+func checkReserved(v any, path pointer) error {
+	switch c := v.(type) {
+	case string:
+		if len(c) >= len(reservedPrefix) && c[:len(reservedPrefix)] == reservedPrefix {
+			return fmt.Errorf("%w (at %s)", ErrReservedValue, path)
+		}
+	case map[string]any:
+		for k, x := range c {
+			if err := checkReserved(x, append(path, k)); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, x := range c {
+			if err := checkReserved(x, append(path, fmt.Sprint(i))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sealField is one field to seal and the key to seal it with.
+type sealField struct {
+	path pointer
+	key  keystore.Key
+}
+
+// sealData replaces each field's value in data (a JSON object) with its
+// envelope. Fields must exist and must not overlap (checked by the caller).
+func sealData(data []byte, streamID string, eventID [16]byte, fields []sealField) ([]byte, error) {
+	doc, err := decodeJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	if err := checkReserved(doc, nil); err != nil {
+		return nil, err
+	}
+	for _, f := range fields {
+		v, ok := f.path.get(doc)
+		if !ok {
+			return nil, fmt.Errorf("personal data path %s: no such field in the event's data", f.path)
+		}
+		plain, err := encodeJSON(v)
+		if err != nil {
+			return nil, err
+		}
+		env, err := seal(f.key, fieldLocation{streamID: streamID, eventID: eventID, path: f.path.String()}, plain)
+		if err != nil {
+			return nil, err
+		}
+		f.path.set(doc, env)
+	}
+	return encodeJSON(doc)
+}
+
+// sealedField is a sealed field found in stored data.
+type sealedField struct {
+	path string
+	env  envelope
+	ptr  pointer
+}
+
+// findSealed lists the sealed fields of a decoded document.
+func findSealed(v any, path pointer, out []sealedField) ([]sealedField, error) {
+	switch c := v.(type) {
+	case string:
+		if isEnvelope(c) {
+			env, err := decodeEnvelope(c)
+			if err != nil {
+				return out, fmt.Errorf("field %s: %w", path, err)
+			}
+			p := append(pointer(nil), path...)
+			out = append(out, sealedField{path: p.String(), env: env, ptr: p})
+		}
+	case map[string]any:
+		keys := make([]string, 0, len(c))
+		for k := range c {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			var err error
+			if out, err = findSealed(c[k], append(path, k), out); err != nil {
+				return out, err
+			}
+		}
+	case []any:
+		for i, x := range c {
+			var err error
+			if out, err = findSealed(x, append(path, fmt.Sprint(i)), out); err != nil {
+				return out, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// keyRequest is a key an event's sealed fields need.
+type keyRequest struct {
+	ref     keystore.Ref
+	version int
+}
+
+// fieldKeys lists the keys the sealed fields of data need (data may be
+// anything stored: a decode error is returned as is).
+func fieldKeys(data []byte) ([]keyRequest, error) {
+	if !bytes.Contains(data, []byte(EnvelopePrefix)) {
+		return nil, nil
+	}
+	doc, err := decodeJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	fields, err := findSealed(doc, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]keyRequest, len(fields))
+	for i, f := range fields {
+		out[i] = keyRequest{ref: f.env.ref, version: f.env.keyVersion}
+	}
+	return out, nil
+}
+
+// keySource answers, for one sealed field, either its key or why the
+// field must be redacted (reason != ""), or an error (never a redaction).
+type keySource func(ref keystore.Ref, version int) (key keystore.Key, reason string, err error)
+
+// openData replaces every sealed field of data with its plaintext value, or
+// with null and a Redaction. Data without sealed fields is returned as is.
+func openData(data []byte, streamID string, eventID [16]byte, keys keySource) ([]byte, []Redaction, error) {
+	if !bytes.Contains(data, []byte(EnvelopePrefix)) {
+		return data, nil, nil
+	}
+	doc, err := decodeJSON(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored data: %w", err)
+	}
+	fields, err := findSealed(doc, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	var redacted []Redaction
+	for _, f := range fields {
+		key, reason, err := keys(f.env.ref, f.env.keyVersion)
+		if err != nil {
+			return nil, nil, err
+		}
+		if reason != "" {
+			f.ptr.set(doc, nil)
+			redacted = append(redacted, Redaction{Path: f.path, Reason: reason})
+			continue
+		}
+		plain, err := f.env.open(key, fieldLocation{streamID: streamID, eventID: eventID, path: f.path})
+		if err != nil {
+			return nil, nil, err
+		}
+		v, err := decodeJSON(plain)
+		if err != nil {
+			return nil, nil, fmt.Errorf("field %s: %w", f.path, ErrTampered)
+		}
+		f.ptr.set(doc, v)
+	}
+	out, err := encodeJSON(doc)
+	return out, redacted, err
+}
