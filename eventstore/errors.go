@@ -33,7 +33,24 @@ var (
 	// ErrTooManyEvents is returned when one append carries more than
 	// MaxEventsPerAppend events, or none.
 	ErrTooManyEvents = errors.New("invalid number of events in one append")
+
+	// ErrSubjectErased is returned (wrapped in a *SubjectErasedError) when
+	// an append carries personal data of a data subject that was erased.
+	ErrSubjectErased = errors.New("event carries personal data of an erased data subject")
 )
+
+// SubjectErasedError names the erased subject reference an append carried.
+// errors.Is(err, ErrSubjectErased) is true for it.
+type SubjectErasedError struct {
+	Ref string
+}
+
+func (e *SubjectErasedError) Error() string {
+	return fmt.Sprintf("%v (subject reference %s)", ErrSubjectErased, e.Ref)
+}
+
+// Unwrap makes errors.Is(err, ErrSubjectErased) true.
+func (e *SubjectErasedError) Unwrap() error { return ErrSubjectErased }
 
 // WrongExpectedVersionError is the optimistic-concurrency conflict. It
 // carries what the caller needs to decide whether its change still holds.

@@ -104,7 +104,16 @@ type EventData struct {
 	// Metadata is optional: a JSON object (correlation ids and the like),
 	// stored as {} when empty.
 	Metadata json.RawMessage
+	// SubjectRefs are the references (64 lowercase hex digits, see package
+	// keystore) of the data subjects whose sealed personal data the event
+	// carries. Package forgettable sets them; never put subject ids here.
+	// The store indexes them and refuses the append, with a
+	// *SubjectErasedError, if one of them has been erased.
+	SubjectRefs []string
 }
+
+// MaxSubjectsPerEvent bounds an event's SubjectRefs.
+const MaxSubjectsPerEvent = 64
 
 // Validate checks what can be checked without a database.
 func (e EventData) Validate() error {
@@ -130,7 +139,32 @@ func (e EventData) Validate() error {
 	if len(e.Metadata) > 0 && !isJSONObject(e.Metadata) {
 		return fmt.Errorf("metadata must be a JSON object")
 	}
+	if len(e.SubjectRefs) > MaxSubjectsPerEvent {
+		return fmt.Errorf("more than %d subject references", MaxSubjectsPerEvent)
+	}
+	for i, r := range e.SubjectRefs {
+		if !isSubjectRef(r) {
+			return fmt.Errorf("subject reference %d is not 64 lowercase hex digits (never put a subject id here)", i)
+		}
+		for _, q := range e.SubjectRefs[:i] {
+			if q == r {
+				return fmt.Errorf("subject reference %d is listed twice", i)
+			}
+		}
+	}
 	return nil
+}
+
+func isSubjectRef(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func isJSONObject(b json.RawMessage) bool {
@@ -156,6 +190,13 @@ type RecordedEvent struct {
 	// Events of one append share it; it is not guaranteed to grow with
 	// Position.
 	RecordedAt time.Time
+	// SubjectRefs are the data subjects whose sealed personal data the
+	// event carries (see EventData.SubjectRefs).
+	SubjectRefs []string
+	// ErasedRefs are those of SubjectRefs that the erasure ledger said
+	// were erased when the event was read, in the same statement: a
+	// reader never needs a cache, a broadcast or Vault to know it.
+	ErasedRefs []string
 }
 
 // AppendResult describes a successful append.

@@ -1,7 +1,8 @@
 package forgettable
 
 import (
-	"crypto/rand"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -18,7 +19,7 @@ import (
 //
 //	subject reference  32 bytes  (the raw bytes of keystore.Ref)
 //	key version        uvarint
-//	nonce              24 bytes  (random, fresh for every field)
+//	nonce              24 bytes  (synthetic: see below)
 //	ciphertext         XChaCha20-Poly1305 of the field's JSON value, with its 16-byte tag
 //
 // The associated data binds the ciphertext to where it belongs, so that a
@@ -28,8 +29,15 @@ import (
 //	u16 len || JSON pointer || subject reference (32 bytes) || u32 key version
 //
 // The plaintext is the field's JSON value (a string with its quotes, a
-// number, an object...), so every JSON type round-trips. docs/envelope.md
-// documents the format.
+// number, an object...), so every JSON type round-trips.
+//
+// The nonce is synthetic (the SIV construction): the first 24 bytes of
+// HMAC-SHA256 under a nonce key derived from the data key, over the
+// associated data and the plaintext. Every field gets its own nonce (the
+// event id and path are in the associated data), no nonce is ever reused with
+// different content, and sealing the same event again — a retried append —
+// gives the same bytes, so that the event store's idempotency check works on
+// sealed events. docs/envelope.md documents the format and this choice.
 const EnvelopePrefix = "lethe:v1:"
 
 // reservedPrefix may not start a plaintext string: it would be taken for a
@@ -86,12 +94,25 @@ func seal(key keystore.Key, loc fieldLocation, plaintext []byte) (string, error)
 	buf = append(buf, refBytes...)
 	buf = binary.AppendUvarint(buf, uint64(key.Version()))
 	nonceAt := len(buf)
-	buf = buf[:nonceAt+aead.NonceSize()]
-	if _, err := rand.Read(buf[nonceAt:]); err != nil {
-		return "", fmt.Errorf("seal: nonce: %w", err)
-	}
-	buf = aead.Seal(buf, buf[nonceAt:], plaintext, associatedData(loc, key.Ref(), key.Version()))
+	ad := associatedData(loc, key.Ref(), key.Version())
+	buf = append(buf, syntheticNonce(material, ad, plaintext)...)
+	buf = aead.Seal(buf, buf[nonceAt:], plaintext, ad)
 	return EnvelopePrefix + base64.RawURLEncoding.EncodeToString(buf), nil
+}
+
+// syntheticNonce derives a field's nonce from its key, associated data and
+// plaintext (SIV): HMAC-SHA256 under a subkey of the data key, so that the
+// nonce reveals nothing and the AEAD key is used for nothing else.
+func syntheticNonce(material [keystore.KeySize]byte, ad, plaintext []byte) []byte {
+	sub := hmac.New(sha256.New, material[:])
+	sub.Write([]byte("lethe:v1 nonce key"))
+	mac := hmac.New(sha256.New, sub.Sum(nil))
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(ad)))
+	mac.Write(n[:])
+	mac.Write(ad)
+	mac.Write(plaintext)
+	return mac.Sum(nil)[:chacha20poly1305.NonceSizeX]
 }
 
 // isEnvelope reports whether a JSON string value is a sealed field.

@@ -223,3 +223,7 @@ func openData(data []byte, streamID string, eventID [16]byte, keys keySource) ([
 	out, err := encodeJSON(doc)
 	return out, redacted, err
 }
+
+// containsReserved is a fast check before decoding: could data hold a
+// string starting with the reserved prefix?
+func containsReserved(data []byte) bool { return bytes.Contains(data, []byte(reservedPrefix)) }

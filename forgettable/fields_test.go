@@ -154,7 +154,9 @@ func TestRedaction(t *testing.T) {
 		t.Errorf("redacted = %v, want %v", redacted, want)
 	}
 	// A source error is an error, never a redaction.
-	down := func(keystore.Ref, int) (keystore.Key, string, error) { return keystore.Key{}, "", keystore.ErrUnavailable }
+	down := func(keystore.Ref, int) (keystore.Key, string, error) {
+		return keystore.Key{}, "", keystore.ErrUnavailable
+	}
 	if _, _, err := openData(sealed, "transfer-1", eventID, down); !errors.Is(err, keystore.ErrUnavailable) {
 		t.Errorf("key store down: err = %v, want ErrUnavailable", err)
 	}

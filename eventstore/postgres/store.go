@@ -91,9 +91,9 @@ WITH cur AS (
     SELECT v, pg_current_xact_id()::text::bigint << 16 AS base FROM cur
     WHERE $2::bigint = -2 OR ($2::bigint = -3 AND v >= 0) OR v = $2::bigint
 ), ins AS (
-    INSERT INTO events (position, stream_id, version, event_id, type, data, metadata)
-    SELECT ok.base + e.ord - 1, $1, ok.v + e.ord, e.id, e.type, e.data, e.meta
-    FROM ok, unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY AS e(id, type, data, meta, ord)
+    INSERT INTO events (position, stream_id, version, event_id, type, data, metadata, subject_refs)
+    SELECT ok.base + e.ord - 1, $1, ok.v + e.ord, e.id, e.type, e.data, e.meta, string_to_array(e.refs, ',')
+    FROM ok, unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[], $7::text[]) WITH ORDINALITY AS e(id, type, data, meta, refs, ord)
     RETURNING version, position
 )
 SELECT count(*), coalesce(min(version), -1), coalesce(max(version), -1),
@@ -106,6 +106,10 @@ type appendArgs struct {
 	types []string
 	data  [][]byte
 	meta  [][]byte
+	refs  [][]string // per event
+	// refsJoined are refs as comma-joined strings, for appendSQL (SQL
+	// arrays cannot be ragged).
+	refsJoined []string
 }
 
 var emptyObject = []byte("{}")
@@ -116,7 +120,9 @@ func newAppendArgs(events []eventstore.EventData) (appendArgs, error) {
 		types: make([]string, len(events)),
 		data:  make([][]byte, len(events)),
 		meta:  make([][]byte, len(events)),
+		refs:  make([][]string, len(events)),
 	}
+	anyRefs := false
 	for i, e := range events {
 		if err := e.Validate(); err != nil {
 			return a, &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
@@ -127,6 +133,17 @@ func newAppendArgs(events []eventstore.EventData) (appendArgs, error) {
 		a.meta[i] = e.Metadata
 		if len(e.Metadata) == 0 {
 			a.meta[i] = emptyObject
+		}
+		a.refs[i] = e.SubjectRefs
+		if a.refs[i] == nil {
+			a.refs[i] = []string{}
+		}
+		anyRefs = anyRefs || len(e.SubjectRefs) > 0
+	}
+	a.refsJoined = make([]string, len(events))
+	if anyRefs {
+		for i, r := range a.refs {
+			a.refsJoined[i] = strings.Join(r, ",")
 		}
 	}
 	return a, nil
@@ -153,7 +170,7 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 		var err error
 		if len(events) == 1 {
 			res.StreamID = streamID
-			err = s.pool.QueryRow(ctx, appendOneSQL, streamID, int64(expected), args.ids[0], args.types[0], args.data[0], args.meta[0]).
+			err = s.pool.QueryRow(ctx, appendOneSQL, streamID, int64(expected), args.ids[0], args.types[0], args.data[0], args.meta[0], args.refs[0]).
 				Scan(&res.FirstVersion, &res.FirstPosition)
 			if err == nil {
 				n, res.LastVersion, res.LastPosition = 1, res.FirstVersion, res.FirstPosition
@@ -164,7 +181,7 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 			res, n, err = s.appendCopy(ctx, streamID, expected, args)
 		} else {
 			res.StreamID = streamID
-			err = s.pool.QueryRow(ctx, appendSQL, streamID, int64(expected), args.ids, args.types, args.data, args.meta).
+			err = s.pool.QueryRow(ctx, appendSQL, streamID, int64(expected), args.ids, args.types, args.data, args.meta, args.refsJoined).
 				Scan(&n, &res.FirstVersion, &res.LastVersion, &res.FirstPosition, &res.LastPosition)
 		}
 		if err == nil && n == int64(len(events)) {
@@ -175,6 +192,8 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 		raced := false
 		switch {
 		case err == nil: // expected version did not match
+		case errors.As(err, &pgErr) && pgErr.Code == "LT002": // the erasure fence (migrations/002)
+			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, &eventstore.SubjectErasedError{Ref: pgErr.Detail})
 		case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique violation: event id or (stream, version)
 			raced = pgErr.ConstraintName == "events_stream_version_pk"
 		case errors.As(err, &pgErr) && (pgErr.Code == "22P05" || pgErr.Code == "22P02" || pgErr.Code == "22025" || pgErr.Code == "22021" || pgErr.Code == "54000"):
@@ -203,7 +222,7 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 // round trips than the single statement, but much cheaper per row.
 const copyThreshold = 10
 
-var copyColumns = []string{"position", "stream_id", "version", "event_id", "type", "data", "metadata"}
+var copyColumns = []string{"position", "stream_id", "version", "event_id", "type", "data", "metadata", "subject_refs"}
 
 // appendCopy appends a batch in a transaction: it reads the stream's version
 // (assigning the transaction id that positions derive from), checks the
@@ -244,7 +263,7 @@ func (s *Store) appendCopy(ctx context.Context, streamID string, expected events
 	}
 	count := len(a.ids)
 	_, err = conn.CopyFrom(ctx, pgx.Identifier{"events"}, copyColumns, pgx.CopyFromSlice(count, func(i int) ([]any, error) {
-		return []any{base + int64(i), streamID, current + 1 + int64(i), a.ids[i], a.types[i], a.data[i], a.meta[i]}, nil
+		return []any{base + int64(i), streamID, current + 1 + int64(i), a.ids[i], a.types[i], a.data[i], a.meta[i], a.refs[i]}, nil
 	}))
 	if err != nil {
 		rollback()
@@ -279,8 +298,8 @@ func expectationMet(expected eventstore.ExpectedVersion, current int64) bool {
 // cheaper (make bench). It returns no row when the expected version does not
 // match.
 const appendOneSQL = `
-INSERT INTO events (position, stream_id, version, event_id, type, data, metadata)
-SELECT pg_current_xact_id()::text::bigint << 16, $1, cur.v + 1, $3, $4, $5, $6
+INSERT INTO events (position, stream_id, version, event_id, type, data, metadata, subject_refs)
+SELECT pg_current_xact_id()::text::bigint << 16, $1, cur.v + 1, $3, $4, $5, $6, $7
 FROM (SELECT coalesce(max(version), -1) AS v FROM events WHERE stream_id = $1) cur
 WHERE $2::bigint = -2 OR ($2::bigint = -3 AND cur.v >= 0) OR cur.v = $2::bigint
 RETURNING version, position`
@@ -387,12 +406,17 @@ func (s *Store) conflict(ctx context.Context, streamID string, expected eventsto
 	return cerr
 }
 
-const eventColumns = `stream_id, version, position, event_id, type, data, metadata, recorded_at`
+// eventColumns are the columns of a read. The last one consults the erasure
+// ledger in the same statement, so that a read never serves a subject's data
+// once its erasure has committed, whatever the caches of this process say.
+const eventColumns = `stream_id, version, position, event_id, type, data, metadata, recorded_at, subject_refs,
+    CASE WHEN subject_refs = '{}' THEN subject_refs
+         ELSE ARRAY(SELECT x.subject_ref FROM erasures x WHERE x.subject_ref = ANY (subject_refs)) END AS erased_refs`
 
 func scanEvent(row pgx.Row) (eventstore.RecordedEvent, error) {
 	var e eventstore.RecordedEvent
 	var id pgtype.UUID
-	err := row.Scan(&e.StreamID, &e.Version, &e.Position, &id, &e.Type, &e.Data, &e.Metadata, &e.RecordedAt)
+	err := row.Scan(&e.StreamID, &e.Version, &e.Position, &id, &e.Type, &e.Data, &e.Metadata, &e.RecordedAt, &e.SubjectRefs, &e.ErasedRefs)
 	e.ID = id.Bytes
 	e.RecordedAt = e.RecordedAt.UTC()
 	return e, err
@@ -472,7 +496,7 @@ func readAllSQL(byType, byCategory bool) string {
 	b.WriteString(`
 WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16 AS horizon)
 SELECT h.horizon, (SELECT max(position) FROM events),
-       e.stream_id, e.version, e.position, e.event_id, e.type, e.data, e.metadata, e.recorded_at
+       e.stream_id, e.version, e.position, e.event_id, e.type, e.data, e.metadata, e.recorded_at, e.subject_refs, e.erased_refs
 FROM h LEFT JOIN LATERAL (
     SELECT ` + eventColumns + ` FROM events
     WHERE position > $1 AND position < h.horizon`)
@@ -521,7 +545,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			typ      pgtype.Text
 			at       pgtype.Timestamptz
 		)
-		if err := rows.Scan(&horizon, &maxPosition, &stream, &version, &position, &id, &typ, &e.Data, &e.Metadata, &at); err != nil {
+		if err := rows.Scan(&horizon, &maxPosition, &stream, &version, &position, &id, &typ, &e.Data, &e.Metadata, &at, &e.SubjectRefs, &e.ErasedRefs); err != nil {
 			return eventstore.AllPage{}, fmt.Errorf("read $all: %w", err)
 		}
 		if !stream.Valid { // no event: the row only carries the horizon

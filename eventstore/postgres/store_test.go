@@ -206,7 +206,7 @@ func TestTailingReaderNeverSkips(t *testing.T) {
 				var n int64
 				var v1, v2, p1, p2 int64
 				err = tx.QueryRow(ctx, postgres.AppendSQL, fmt.Sprintf("slow-%d", w), int64(eventstore.Any),
-					[]pgtype.UUID{{Bytes: e.ID, Valid: true}}, []string{e.Type}, [][]byte{e.Data}, [][]byte{[]byte("{}")}).
+					[]pgtype.UUID{{Bytes: e.ID, Valid: true}}, []string{e.Type}, [][]byte{e.Data}, [][]byte{[]byte("{}")}, []string{""}).
 					Scan(&n, &v1, &v2, &p1, &p2)
 				if err != nil || n != 1 {
 					_ = tx.Rollback(ctx)

@@ -1,0 +1,92 @@
+package forgettable
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/lethe-store/lethe/keystore"
+)
+
+// Erasure is an entry of the erasure ledger: a subject's erasure, requested
+// and, once its key is destroyed, completed. It holds no personal data: the
+// subject is known by its reference only.
+type Erasure struct {
+	ID          [16]byte
+	Ref         keystore.Ref
+	RequestedAt time.Time
+	Actor       string
+	RequestID   string
+	Reason      string
+	LegalBasis  string
+	// Completion is nil until the key was destroyed.
+	Completion *ErasureCompletion
+}
+
+// ErasureCompletion is what an erasure did.
+type ErasureCompletion struct {
+	CompletedAt       time.Time
+	KeyExisted        bool
+	VersionsDestroyed int
+	// KeyVerifiedGone: a read after the deletion found neither data nor
+	// metadata for the key in Vault.
+	KeyVerifiedGone bool
+	StreamsAffected int64
+	EventsAffected  int64
+}
+
+// ErrNotErased is returned by Readmit for a subject that is not erased.
+var ErrNotErased = errors.New("data subject is not erased")
+
+// Ledger is the erasure ledger, the legal holds and the re-admissions. The
+// PostgreSQL implementation is in eventstore/postgres.
+type Ledger interface {
+	// Erased reports which of refs are erased.
+	Erased(ctx context.Context, refs []keystore.Ref) (map[keystore.Ref]bool, error)
+	// Successor returns the reference that replaced an erased one when
+	// the subject was re-admitted, if it was.
+	Successor(ctx context.Context, ref keystore.Ref) (keystore.Ref, bool, error)
+	// StartErasure records an erasure request — from then on the subject
+	// is fenced — unless ref already has one, which it returns instead
+	// (created false).
+	StartErasure(ctx context.Context, e Erasure) (stored Erasure, created bool, err error)
+	// CompleteErasure records what the erasure did (once; later calls
+	// keep the first record).
+	CompleteErasure(ctx context.Context, id [16]byte, c ErasureCompletion) error
+	// ErasureOf returns the erasure of ref, if any.
+	ErasureOf(ctx context.Context, ref keystore.Ref) (Erasure, bool, error)
+	// Affected counts the streams and events carrying ref's personal data.
+	Affected(ctx context.Context, ref keystore.Ref) (streams, events int64, err error)
+	// Held reports whether ref is under legal hold.
+	Held(ctx context.Context, ref keystore.Ref) (bool, error)
+	// SetHold places (held) or releases a legal hold.
+	SetHold(ctx context.Context, ref keystore.Ref, held bool, actor, reason string) error
+	// Readmit records that the erased ref's subject continues under
+	// successor. Returns ErrNotErased if erased is not erased.
+	Readmit(ctx context.Context, erased, successor keystore.Ref, actor, reason string) error
+}
+
+// Policy is a protection policy: the fields of an event type that are
+// always personal data.
+type Policy struct {
+	EventType string    `json:"eventType"`
+	Paths     []string  `json:"paths"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	UpdatedBy string    `json:"updatedBy"`
+}
+
+// ErrPolicyNotFound is returned for an event type without a policy.
+var ErrPolicyNotFound = errors.New("no protection policy for this event type")
+
+// Policies stores protection policies. The PostgreSQL implementation is in
+// eventstore/postgres.
+type Policies interface {
+	// Policy returns an event type's policy, or ErrPolicyNotFound.
+	Policy(ctx context.Context, eventType string) (Policy, error)
+	// PutPolicy creates or replaces a policy.
+	PutPolicy(ctx context.Context, p Policy) error
+	// DeletePolicy removes a policy; ErrPolicyNotFound if there is none.
+	DeletePolicy(ctx context.Context, eventType string) error
+	// ListPolicies returns every policy, by event type.
+	ListPolicies(ctx context.Context) ([]Policy, error)
+}

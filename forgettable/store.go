@@ -1,0 +1,770 @@
+package forgettable
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/keystore"
+)
+
+var (
+	// ErrUndeclaredPersonalData is returned for an append whose event type
+	// has a protection policy but that does not say whose data it is.
+	ErrUndeclaredPersonalData = errors.New("personal data without a data subject")
+
+	// ErrInvalidDeclaration is returned for a bad personal data
+	// declaration: a bad JSON pointer, a missing field, overlapping paths.
+	ErrInvalidDeclaration = errors.New("invalid personal data declaration")
+
+	// ErrLegalHold is returned by Forget for a subject under legal hold
+	// (GDPR Art. 17(3)).
+	ErrLegalHold = errors.New("data subject is under legal hold")
+
+	// ErrKeyMissing is returned when an event's key is missing from the
+	// key store although the erasure ledger does not say the subject was
+	// erased: an integrity problem (a key store restored from an old
+	// backup?), never shown as a redaction.
+	ErrKeyMissing = errors.New("key missing without an erasure record")
+)
+
+// ErasedStreamID is the system stream where every erasure appends a record
+// without personal data (type "subject-erased"): the signal projections and
+// snapshots follow to drop what they derived from the subject.
+const ErasedStreamID = eventstore.SystemStreamPrefix + "lethe-erasures"
+
+// PersonalData declares whose personal data some fields of an event are.
+type PersonalData struct {
+	// Subject is the data subject's id (an e-mail address, a customer
+	// number...). It never leaves the process: Lethe stores only its
+	// reference.
+	Subject string `json:"subject"`
+	// Paths are JSON Pointers (RFC 6901) into the event's data.
+	Paths []string `json:"paths"`
+}
+
+// Event is an event to append with its personal data declarations.
+type Event struct {
+	eventstore.EventData
+	PersonalData []PersonalData
+}
+
+// RecordedEvent is a stored event as a reader sees it: personal fields
+// decrypted, or null and listed in Redacted.
+type RecordedEvent struct {
+	eventstore.RecordedEvent
+	Redacted []Redaction
+}
+
+// Access says what a reader may see.
+type Access int
+
+const (
+	// Restricted readers see every personal field as null, with reason
+	// "restricted". No key is fetched.
+	Restricted Access = iota
+	// Personal readers see personal fields decrypted (or "forgotten").
+	Personal
+)
+
+// Options configures a Store.
+type Options struct {
+	Logger *slog.Logger
+	// PolicyTTL bounds how long a cached protection policy is used without
+	// a change announcement (default 2s).
+	PolicyTTL time.Duration
+	// KeyConcurrency bounds concurrent key fetches of one read (default 8).
+	KeyConcurrency int
+}
+
+// Store is the Forgettable Payload over an event store: it seals declared
+// personal data on append, opens it on read, and forgets subjects.
+type Store struct {
+	events   eventstore.Store
+	keys     keystore.KeyStore
+	ledger   Ledger
+	policies Policies
+	log      *slog.Logger
+	opts     Options
+
+	mu          sync.Mutex
+	policyCache map[string]policyEntry
+	successors  map[keystore.Ref]keystore.Ref // erased ref -> successor, learnt on demand
+}
+
+type policyEntry struct {
+	paths   []pointer // nil: no policy
+	fetched time.Time
+}
+
+// New returns a Store.
+func New(events eventstore.Store, keys keystore.KeyStore, ledger Ledger, policies Policies, opts Options) *Store {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.PolicyTTL <= 0 {
+		opts.PolicyTTL = 2 * time.Second
+	}
+	if opts.KeyConcurrency <= 0 {
+		opts.KeyConcurrency = 8
+	}
+	return &Store{
+		events: events, keys: keys, ledger: ledger, policies: policies, log: opts.Logger, opts: opts,
+		policyCache: map[string]policyEntry{},
+		successors:  map[keystore.Ref]keystore.Ref{},
+	}
+}
+
+// Events returns the underlying event store.
+func (s *Store) Events() eventstore.Store { return s.events }
+
+// PolicyChanged drops an event type's cached policy ("" drops all). Wire it
+// to the change announcements of every process.
+func (s *Store) PolicyChanged(eventType string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if eventType == "" {
+		s.policyCache = map[string]policyEntry{}
+		return
+	}
+	delete(s.policyCache, eventType)
+}
+
+func (s *Store) policyPaths(ctx context.Context, eventType string) ([]pointer, error) {
+	s.mu.Lock()
+	e, ok := s.policyCache[eventType]
+	s.mu.Unlock()
+	if ok && time.Since(e.fetched) < s.opts.PolicyTTL {
+		return e.paths, nil
+	}
+	p, err := s.policies.Policy(ctx, eventType)
+	var paths []pointer
+	switch {
+	case errors.Is(err, ErrPolicyNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		for _, raw := range p.Paths {
+			ptr, err := parsePointer(raw)
+			if err != nil {
+				return nil, fmt.Errorf("policy for %s: %w", eventType, err)
+			}
+			paths = append(paths, ptr)
+		}
+	}
+	s.mu.Lock()
+	s.policyCache[eventType] = policyEntry{paths: paths, fetched: time.Now()}
+	s.mu.Unlock()
+	return paths, nil
+}
+
+// PutPolicy validates and stores a protection policy.
+func (s *Store) PutPolicy(ctx context.Context, p Policy) error {
+	if p.EventType == "" || len(p.Paths) == 0 {
+		return fmt.Errorf("%w: a policy needs an event type and at least one path", ErrInvalidDeclaration)
+	}
+	var ptrs []pointer
+	for _, raw := range p.Paths {
+		ptr, err := parsePointer(raw)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidDeclaration, err)
+		}
+		ptrs = append(ptrs, ptr)
+	}
+	if err := checkOverlaps(ptrs); err != nil {
+		return err
+	}
+	if err := s.policies.PutPolicy(ctx, p); err != nil {
+		return err
+	}
+	s.PolicyChanged(p.EventType)
+	return nil
+}
+
+// DeletePolicy removes a protection policy.
+func (s *Store) DeletePolicy(ctx context.Context, eventType string) error {
+	if err := s.policies.DeletePolicy(ctx, eventType); err != nil {
+		return err
+	}
+	s.PolicyChanged(eventType)
+	return nil
+}
+
+func checkOverlaps(ptrs []pointer) error {
+	for i := range ptrs {
+		for j := range i {
+			if ptrs[i].hasPrefix(ptrs[j]) || ptrs[j].hasPrefix(ptrs[i]) {
+				return fmt.Errorf("%w: paths %s and %s overlap", ErrInvalidDeclaration, ptrs[j], ptrs[i])
+			}
+		}
+	}
+	return nil
+}
+
+// plannedField is a field to seal for a subject.
+type plannedField struct {
+	path    pointer
+	subject int // index into plan.subjects
+}
+
+type plan struct {
+	subjects []string // distinct subject ids of the append
+	fields   [][]plannedField
+}
+
+// planAppend works out which fields of which events to seal for whom,
+// applying protection policies.
+func (s *Store) planAppend(ctx context.Context, events []Event) (plan, error) {
+	var p plan
+	index := map[string]int{}
+	p.fields = make([][]plannedField, len(events))
+	for i, e := range events {
+		var ptrs []pointer
+		declared := map[int]bool{}
+		doc, err := decodeJSON(e.Data)
+		if err != nil {
+			return p, &eventstore.InvalidEventError{Index: i, Reason: "data is not valid JSON"}
+		}
+		for _, pd := range e.PersonalData {
+			if err := keystore.ValidateSubject(pd.Subject); err != nil {
+				return p, fmt.Errorf("event %d: %w", i, err)
+			}
+			k, ok := index[pd.Subject]
+			if !ok {
+				k = len(p.subjects)
+				index[pd.Subject] = k
+				p.subjects = append(p.subjects, pd.Subject)
+			}
+			declared[k] = true
+			for _, raw := range pd.Paths {
+				ptr, err := parsePointer(raw)
+				if err != nil {
+					return p, fmt.Errorf("event %d: %w: %v", i, ErrInvalidDeclaration, err)
+				}
+				if _, ok := ptr.get(doc); !ok {
+					return p, fmt.Errorf("event %d: %w: %s is not a field of the event's data", i, ErrInvalidDeclaration, ptr)
+				}
+				ptrs = append(ptrs, ptr)
+				p.fields[i] = append(p.fields[i], plannedField{path: ptr, subject: k})
+			}
+		}
+		policy, err := s.policyPaths(ctx, e.Type)
+		if err != nil {
+			return p, err
+		}
+		for _, pp := range policy {
+			if _, ok := pp.get(doc); !ok {
+				continue // the policy's field is not in this event
+			}
+			covered := false
+			for _, f := range p.fields[i] {
+				if pp.hasPrefix(f.path) {
+					covered = true
+					break
+				}
+			}
+			if covered {
+				continue
+			}
+			if len(declared) != 1 {
+				if len(declared) == 0 {
+					return p, fmt.Errorf("event %d (%s): %w: its protection policy names %s; declare the subject in personalData", i, e.Type, ErrUndeclaredPersonalData, pp)
+				}
+				return p, fmt.Errorf("event %d (%s): %w: policy field %s is not declared for any of the event's subjects", i, e.Type, ErrUndeclaredPersonalData, pp)
+			}
+			for k := range declared {
+				ptrs = append(ptrs, pp)
+				p.fields[i] = append(p.fields[i], plannedField{path: pp, subject: k})
+			}
+		}
+		if err := checkOverlaps(ptrs); err != nil {
+			return p, fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	return p, nil
+}
+
+// Append seals the declared personal data of events and appends them. It
+// fails closed: if a key cannot be had (keystore.ErrUnavailable), nothing is
+// written. Appending personal data of an erased subject that was not
+// re-admitted returns keystore.ErrForgotten. Other errors are those of
+// eventstore.Store.AppendToStream.
+func (s *Store) Append(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...Event) (eventstore.AppendResult, error) {
+	p, err := s.planAppend(ctx, events)
+	if err != nil {
+		return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
+	}
+	refs := make([]keystore.Ref, len(p.subjects))
+	for i, subject := range p.subjects {
+		if refs[i], err = s.keys.SubjectRef(ctx, subject); err != nil {
+			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		current := make([]keystore.Ref, len(refs))
+		for i, r := range refs {
+			current[i] = s.knownSuccessor(r)
+		}
+		var res eventstore.AppendResult
+		data, err := s.sealAll(ctx, streamID, events, p, current)
+		if err == nil {
+			// Its errors already name the stream.
+			res, err = s.events.AppendToStream(ctx, streamID, expected, data...)
+		} else {
+			err = fmt.Errorf("append to %s: %w", streamID, err)
+		}
+		// Either the key store (a key created for an erased reference)
+		// or the database (its fence) found an erased subject.
+		var erased *eventstore.SubjectErasedError
+		if !errors.As(err, &erased) {
+			return res, err
+		}
+		if attempt > 3 {
+			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, keystore.ErrForgotten)
+		}
+		// A subject was erased. If it was re-admitted, its data goes
+		// under the successor reference; otherwise it is refused.
+		if !s.learnSuccessor(ctx, keystore.Ref(erased.Ref)) {
+			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, keystore.ErrForgotten)
+		}
+	}
+}
+
+// knownSuccessor follows the re-admissions learnt so far.
+func (s *Store) knownSuccessor(r keystore.Ref) keystore.Ref {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; i < 100; i++ {
+		next, ok := s.successors[r]
+		if !ok {
+			return r
+		}
+		r = next
+	}
+	return r
+}
+
+// learnSuccessor looks up whether an erased ref was re-admitted.
+func (s *Store) learnSuccessor(ctx context.Context, erased keystore.Ref) bool {
+	next, ok, err := s.ledger.Successor(ctx, erased)
+	if err != nil || !ok {
+		if err != nil {
+			s.log.Warn("look up re-admission", "subject_ref", erased, "err", err)
+		}
+		return false
+	}
+	s.mu.Lock()
+	s.successors[erased] = next
+	s.mu.Unlock()
+	return true
+}
+
+// currentRef resolves a subject's reference through its re-admissions,
+// asking the ledger.
+func (s *Store) currentRef(ctx context.Context, subject string) (keystore.Ref, error) {
+	ref, err := s.keys.SubjectRef(ctx, subject)
+	if err != nil {
+		return "", err
+	}
+	for range 100 {
+		next, ok, err := s.ledger.Successor(ctx, ref)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return ref, nil
+		}
+		ref = next
+	}
+	return "", errors.New("re-admission chain too long")
+}
+
+// sealAll builds the events to store: personal fields sealed, subject
+// references set.
+func (s *Store) sealAll(ctx context.Context, streamID string, events []Event, p plan, refs []keystore.Ref) ([]eventstore.EventData, error) {
+	keys := make([]keystore.Key, len(refs))
+	for i, r := range refs {
+		k, created, err := s.keys.CurrentKey(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			// A key was just created: if the subject was erased
+			// meanwhile, destroy it again — an erased reference must
+			// never keep a key. (Erase writes the ledger before it
+			// destroys the key; this check comes after the creation.)
+			erased, err := s.ledger.Erased(ctx, []keystore.Ref{r})
+			if err != nil {
+				return nil, err
+			}
+			if erased[r] {
+				if _, err := s.keys.Destroy(ctx, r); err != nil {
+					return nil, err
+				}
+				return nil, &eventstore.SubjectErasedError{Ref: string(r)}
+			}
+		}
+		keys[i] = k
+	}
+	out := make([]eventstore.EventData, len(events))
+	for i, e := range events {
+		out[i] = e.EventData
+		if len(p.fields[i]) == 0 {
+			if err := checkNoReserved(e.Data); err != nil {
+				return nil, &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
+			}
+			out[i].SubjectRefs = nil
+			continue
+		}
+		fields := make([]sealField, len(p.fields[i]))
+		var subjectRefs []string
+		for j, f := range p.fields[i] {
+			fields[j] = sealField{path: f.path, key: keys[f.subject]}
+			if r := string(refs[f.subject]); !slices.Contains(subjectRefs, r) {
+				subjectRefs = append(subjectRefs, r)
+			}
+		}
+		sealed, err := sealData(e.Data, streamID, e.ID, fields)
+		if err != nil {
+			if errors.Is(err, ErrReservedValue) {
+				return nil, &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
+			}
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		sort.Strings(subjectRefs)
+		out[i].Data = sealed
+		out[i].SubjectRefs = subjectRefs
+	}
+	return out, nil
+}
+
+func checkNoReserved(data []byte) error {
+	if !containsReserved(data) {
+		return nil
+	}
+	doc, err := decodeJSON(data)
+	if err != nil {
+		return nil // the event store reports invalid JSON
+	}
+	return checkReserved(doc, nil)
+}
+
+// ReadStream reads a stream's events, opened for access.
+func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions, access Access) ([]RecordedEvent, error) {
+	events, err := s.events.ReadStream(ctx, streamID, opts)
+	if err != nil {
+		return nil, err
+	}
+	return s.Open(ctx, events, access)
+}
+
+// Page is a page of the global log, opened.
+type Page struct {
+	Events   []RecordedEvent
+	Next     int64
+	HeldBack bool
+}
+
+// ReadAll reads the global log, opened for access.
+func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions, access Access) (Page, error) {
+	page, err := s.events.ReadAll(ctx, opts)
+	if err != nil {
+		return Page{}, err
+	}
+	opened, err := s.Open(ctx, page.Events, access)
+	if err != nil {
+		return Page{}, err
+	}
+	return Page{Events: opened, Next: page.Next, HeldBack: page.HeldBack}, nil
+}
+
+// Open decrypts the personal fields of stored events, or redacts them:
+// "forgotten" when the erasure ledger (read with the events) says the
+// subject was erased, "restricted" for Restricted access. Keys are fetched
+// once per (subject, version), concurrently. It returns an error wrapping
+// keystore.ErrUnavailable when a key cannot be had, ErrTampered for a
+// sealed field that does not open, and ErrKeyMissing for a key missing
+// without an erasure record: never a redaction.
+func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, access Access) ([]RecordedEvent, error) {
+	out := make([]RecordedEvent, len(events))
+	erased := map[keystore.Ref]bool{}
+	var need []keyRequest
+	seen := map[keyRequest]bool{}
+	for i, e := range events {
+		out[i].RecordedEvent = e
+		for _, r := range e.ErasedRefs {
+			erased[keystore.Ref(r)] = true
+		}
+		if access != Personal || len(e.SubjectRefs) == 0 {
+			continue
+		}
+		reqs, err := fieldKeys(e.Data)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", e.ID, err)
+		}
+		for _, r := range reqs {
+			if !erased[r.ref] && !seen[r] && !slices.Contains(e.ErasedRefs, string(r.ref)) {
+				seen[r] = true
+				need = append(need, r)
+			}
+		}
+	}
+	keys, err := s.fetchKeys(ctx, need, erased)
+	if err != nil {
+		return nil, err
+	}
+	source := func(ref keystore.Ref, version int) (keystore.Key, string, error) {
+		if erased[ref] {
+			return keystore.Key{}, ReasonForgotten, nil
+		}
+		if access != Personal {
+			return keystore.Key{}, ReasonRestricted, nil
+		}
+		k, ok := keys[keyRequest{ref, version}]
+		if !ok {
+			return keystore.Key{}, "", fmt.Errorf("no key fetched for %s v%d", ref, version)
+		}
+		return k, "", nil
+	}
+	for i, e := range events {
+		if len(e.SubjectRefs) == 0 {
+			continue
+		}
+		data, redacted, err := openData(e.Data, e.StreamID, e.ID, source)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", e.ID, err)
+		}
+		out[i].Data = json.RawMessage(data)
+		out[i].Redacted = redacted
+	}
+	return out, nil
+}
+
+// fetchKeys gets the keys of need concurrently. A key the key store does
+// not have is looked up in the ledger again: if the subject's erasure
+// committed after the events were read, it is forgotten (added to erased);
+// otherwise it is ErrKeyMissing.
+func (s *Store) fetchKeys(ctx context.Context, need []keyRequest, erased map[keystore.Ref]bool) (map[keyRequest]keystore.Key, error) {
+	keys := make(map[keyRequest]keystore.Key, len(need))
+	if len(need) == 0 {
+		return keys, nil
+	}
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		firstErr error
+		missing  []keystore.Ref
+	)
+	sem := make(chan struct{}, s.opts.KeyConcurrency)
+	for _, r := range need {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			k, err := s.keys.Key(ctx, r.ref, r.version)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				keys[r] = k
+			case errors.Is(err, keystore.ErrKeyNotFound):
+				missing = append(missing, r.ref)
+			case firstErr == nil:
+				firstErr = err
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if len(missing) > 0 {
+		now, err := s.ledger.Erased(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range missing {
+			if !now[r] {
+				return nil, fmt.Errorf("subject %s: %w", r, ErrKeyMissing)
+			}
+			erased[r] = true
+		}
+	}
+	return keys, nil
+}
+
+// ErasureRequest is who asks to erase a subject, and why.
+type ErasureRequest struct {
+	Actor      string
+	RequestID  string
+	Reason     string
+	LegalBasis string
+}
+
+// Forget erases a data subject (GDPR Art. 17): it records the erasure in
+// the ledger (from then on no append carries the subject's data and no read
+// shows it, in any process), tells every process to drop the subject's
+// cached key, destroys the key in the key store permanently and verifies it
+// is gone, appends a record without personal data to ErasedStreamID, and
+// returns the receipt. It is idempotent: a second call returns the first
+// erasure's receipt (completing it if the first call was interrupted).
+// Returns ErrLegalHold for a subject under legal hold, and an error wrapping
+// keystore.ErrUnavailable if the key store cannot be reached — the subject is
+// then fenced already, and calling Forget again finishes the erasure.
+func (s *Store) Forget(ctx context.Context, subject string, req ErasureRequest) (Erasure, error) {
+	ref, err := s.currentRef(ctx, subject)
+	if err != nil {
+		return Erasure{}, fmt.Errorf("forget: %w", err)
+	}
+	return s.ForgetRef(ctx, ref, req)
+}
+
+// ForgetRef is Forget for a subject known by its reference.
+func (s *Store) ForgetRef(ctx context.Context, ref keystore.Ref, req ErasureRequest) (Erasure, error) {
+	if req.Actor == "" {
+		return Erasure{}, errors.New("forget: the request needs an actor")
+	}
+	existing, ok, err := s.ledger.ErasureOf(ctx, ref)
+	if err != nil {
+		return Erasure{}, fmt.Errorf("forget: %w", err)
+	}
+	if ok && existing.Completion != nil {
+		return existing, nil
+	}
+	if !ok {
+		held, err := s.ledger.Held(ctx, ref)
+		if err != nil {
+			return Erasure{}, fmt.Errorf("forget: %w", err)
+		}
+		if held {
+			return Erasure{}, fmt.Errorf("forget %s: %w", ref, ErrLegalHold)
+		}
+	}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	id[6], id[8] = id[6]&0x0f|0x40, id[8]&0x3f|0x80 // UUID v4
+	e, _, err := s.ledger.StartErasure(ctx, Erasure{ID: id, Ref: ref, Actor: req.Actor, RequestID: req.RequestID, Reason: req.Reason, LegalBasis: req.LegalBasis})
+	if err != nil {
+		return Erasure{}, fmt.Errorf("forget: %w", err)
+	}
+	s.keys.Invalidate(ref)
+	report, err := s.keys.Destroy(ctx, ref)
+	if err != nil {
+		return Erasure{}, fmt.Errorf("forget %s: the subject is fenced, but its key is not destroyed yet (call again): %w", ref, err)
+	}
+	streams, events, err := s.ledger.Affected(ctx, ref)
+	if err != nil {
+		return Erasure{}, fmt.Errorf("forget: %w", err)
+	}
+	completion := ErasureCompletion{
+		CompletedAt: time.Now().UTC(), KeyExisted: report.Existed, VersionsDestroyed: report.VersionsDestroyed,
+		KeyVerifiedGone: report.Verified, StreamsAffected: streams, EventsAffected: events,
+	}
+	if err := s.appendErasureRecord(ctx, e, completion); err != nil {
+		return Erasure{}, fmt.Errorf("forget: %w", err)
+	}
+	if err := s.ledger.CompleteErasure(ctx, e.ID, completion); err != nil {
+		return Erasure{}, fmt.Errorf("forget: %w", err)
+	}
+	done, _, err := s.ledger.ErasureOf(ctx, ref)
+	if err != nil {
+		return Erasure{}, fmt.Errorf("forget: %w", err)
+	}
+	return done, nil
+}
+
+// appendErasureRecord appends the erasure's record, without personal data,
+// to ErasedStreamID. The event id is the erasure id, so a repeated call
+// appends nothing twice.
+func (s *Store) appendErasureRecord(ctx context.Context, e Erasure, c ErasureCompletion) error {
+	data, err := json.Marshal(map[string]any{
+		"erasureId":       eventstore.EventID(e.ID).String(),
+		"subjectRef":      e.Ref,
+		"requestedAt":     e.RequestedAt,
+		"actor":           e.Actor,
+		"requestId":       e.RequestID,
+		"keyExisted":      c.KeyExisted,
+		"keyVerifiedGone": c.KeyVerifiedGone,
+		"streamsAffected": c.StreamsAffected,
+		"eventsAffected":  c.EventsAffected,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = s.events.AppendToStream(ctx, ErasedStreamID, eventstore.Any, eventstore.EventData{ID: e.ID, Type: "subject-erased", Data: data})
+	if errors.Is(err, eventstore.ErrDuplicateEventID) {
+		return nil // recorded by an earlier, interrupted call (its completion time differed)
+	}
+	return err
+}
+
+// Erasure returns a subject's erasure, if any.
+func (s *Store) Erasure(ctx context.Context, subject string) (Erasure, bool, error) {
+	ref, err := s.keys.SubjectRef(ctx, subject)
+	if err != nil {
+		return Erasure{}, false, err
+	}
+	return s.ledger.ErasureOf(ctx, ref)
+}
+
+// SetHold places (held true) or releases a legal hold on a subject.
+func (s *Store) SetHold(ctx context.Context, subject string, held bool, actor, reason string) error {
+	ref, err := s.currentRef(ctx, subject)
+	if err != nil {
+		return fmt.Errorf("legal hold: %w", err)
+	}
+	return s.ledger.SetHold(ctx, ref, held, actor, reason)
+}
+
+// Readmit lets an erased subject have personal data again, under a new
+// reference and a new key: what was erased stays unreadable. Returns
+// ErrNotErased for a subject that is not erased.
+func (s *Store) Readmit(ctx context.Context, subject, actor, reason string) (keystore.Ref, error) {
+	ref, err := s.currentRef(ctx, subject)
+	if err != nil {
+		return "", fmt.Errorf("readmit: %w", err)
+	}
+	var b [keystore.RefSize]byte
+	_, _ = rand.Read(b[:])
+	successor, err := keystore.RefFromBytes(b[:])
+	if err != nil {
+		return "", err
+	}
+	if err := s.ledger.Readmit(ctx, ref, successor, actor, reason); err != nil {
+		return "", fmt.Errorf("readmit: %w", err)
+	}
+	s.mu.Lock()
+	s.successors[ref] = successor
+	s.mu.Unlock()
+	return successor, nil
+}
+
+// RotateKey adds a new version of a subject's key; new appends use it,
+// older events stay readable with the versions they were sealed with.
+func (s *Store) RotateKey(ctx context.Context, subject string) (int, error) {
+	ref, err := s.currentRef(ctx, subject)
+	if err != nil {
+		return 0, fmt.Errorf("rotate key: %w", err)
+	}
+	erased, err := s.ledger.Erased(ctx, []keystore.Ref{ref})
+	if err != nil {
+		return 0, fmt.Errorf("rotate key: %w", err)
+	}
+	if erased[ref] {
+		return 0, fmt.Errorf("rotate key: %w", keystore.ErrForgotten)
+	}
+	k, err := s.keys.Rotate(ctx, ref)
+	if err != nil {
+		return 0, fmt.Errorf("rotate key: %w", err)
+	}
+	return k.Version(), nil
+}

@@ -1,0 +1,802 @@
+package vault
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/lethe-store/lethe/keystore"
+)
+
+var _ keystore.KeyStore = (*Store)(nil)
+
+// Defaults of Config.
+const (
+	DefaultMount        = "secret"
+	DefaultPrefix       = "lethe"
+	DefaultAppRoleMount = "approle"
+	DefaultCacheSize    = 100_000
+	DefaultCacheTTL     = 5 * time.Minute
+)
+
+// Config configures a Store.
+type Config struct {
+	// Client is a configured Vault client: address and TLS
+	// (vaultapi.DefaultConfig reads VAULT_ADDR, VAULT_CACERT and the like)
+	// and, for token authentication, the token. Required. The Store uses it
+	// from several goroutines; with AppRole it sets the client's token.
+	Client *vaultapi.Client
+
+	// AppRole, if set, logs in with AppRole when New is called and logs in
+	// again (once per call) when Vault answers 403, as it does for an
+	// expired or revoked token, then retries the call.
+	AppRole *AppRole
+
+	// Mount is the path of the KV version 2 secrets engine; default
+	// DefaultMount.
+	Mount string
+
+	// Prefix is the path under Mount where Lethe keeps its secrets; default
+	// DefaultPrefix.
+	Prefix string
+
+	// CacheSize is the most subjects whose keys are cached; default
+	// DefaultCacheSize.
+	CacheSize int
+
+	// CacheTTL is how long a cached subject's keys are used before Vault is
+	// asked again; default DefaultCacheTTL. It bounds how long this process
+	// may keep using a key that another process rotated or destroyed.
+	CacheTTL time.Duration
+
+	// Logger receives what the Store does (subject references only, never
+	// subject ids, tokens or key bytes); nil discards it.
+	Logger *slog.Logger
+
+	// Observer, if set, is told of cache hits and misses and of every Vault
+	// call, for metrics.
+	Observer Observer
+}
+
+// AppRole holds the credentials of Vault's AppRole auth method.
+type AppRole struct {
+	RoleID   string
+	SecretID string
+	// MountPath is where the auth method is mounted; default
+	// DefaultAppRoleMount.
+	MountPath string
+}
+
+// Observer receives measurements. Its methods are called synchronously
+// from the goroutine doing the work, so they must be quick and safe for
+// concurrent use.
+type Observer interface {
+	// KeyCache reports a lookup of a subject's keys in the cache (by
+	// CurrentKey and Key).
+	KeyCache(hit bool)
+	// VaultCall reports one Vault call: op is "read", "write", "read
+	// metadata", "destroy", "delete metadata", "login" or "health"; err is
+	// nil or the call's error as the Store classifies it (a missing secret
+	// is keystore.ErrKeyNotFound, which is normal for a new subject).
+	VaultCall(op string, d time.Duration, err error)
+}
+
+// Store is a keystore.KeyStore on HashiCorp Vault's KV version 2 secrets
+// engine. It is safe for concurrent use. See the package documentation.
+type Store struct {
+	client *vaultapi.Client
+	kv     *vaultapi.KVv2
+	mount  string
+	prefix string
+	log    *slog.Logger
+	obs    Observer
+	cache  *cache
+	flight singleflight.Group
+
+	// AppRole: auth is nil for token authentication. loginClient is a
+	// token-less clone of client (a login must not carry the stale token).
+	auth        *approle.AppRoleAuth
+	authMount   string
+	loginClient *vaultapi.Client
+	loginMu     sync.Mutex
+
+	refMu     sync.Mutex
+	refSecret atomic.Pointer[[]byte] // set once; never changes
+}
+
+// Limits of the retry loops.
+const (
+	// maxRotateAttempts bounds Rotate's read-modify-write attempts when
+	// other writers keep winning the check-and-set.
+	maxRotateAttempts = 8
+	// maxCreateAttempts bounds the create-or-read loops.
+	maxCreateAttempts = 3
+	// flightTimeout bounds a shared Vault lookup, which runs detached from
+	// the context of the caller that started it (others may wait for it).
+	flightTimeout = time.Minute
+)
+
+var pathPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
+
+// New returns a Store. With cfg.AppRole it logs in first and fails if the
+// login fails; otherwise it makes no call (the reference secret is read on
+// first use). Errors from Vault wrap keystore.ErrUnavailable.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("vault keystore: no Vault client")
+	}
+	mount := strings.Trim(cfg.Mount, "/")
+	if mount == "" {
+		mount = DefaultMount
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	for _, p := range []string{mount, prefix} {
+		if !pathPattern.MatchString(p) || slices.Contains(strings.Split(p, "/"), "..") {
+			return nil, fmt.Errorf("vault keystore: invalid mount or prefix %q", p)
+		}
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = DefaultCacheTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	s := &Store{
+		client: cfg.Client,
+		kv:     cfg.Client.KVv2(mount),
+		mount:  mount,
+		prefix: prefix,
+		log:    cfg.Logger,
+		obs:    cfg.Observer,
+		cache:  newCache(cfg.CacheSize, cfg.CacheTTL),
+	}
+	if cfg.AppRole != nil {
+		s.authMount = strings.Trim(cfg.AppRole.MountPath, "/")
+		if s.authMount == "" {
+			s.authMount = DefaultAppRoleMount
+		}
+		auth, err := approle.NewAppRoleAuth(cfg.AppRole.RoleID,
+			&approle.SecretID{FromString: cfg.AppRole.SecretID}, approle.WithMountPath(s.authMount))
+		if err != nil {
+			return nil, fmt.Errorf("vault keystore: approle: %w", err)
+		}
+		s.auth = auth
+		lc, err := cfg.Client.CloneWithHeaders()
+		if err != nil {
+			return nil, fmt.Errorf("vault keystore: clone client for login: %w", err)
+		}
+		lc.ClearToken() // NewClient may have read VAULT_TOKEN
+		s.loginClient = lc
+		if err := s.login(ctx, ""); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+type nopObserver struct{}
+
+func (nopObserver) KeyCache(bool)                          {}
+func (nopObserver) VaultCall(string, time.Duration, error) {}
+
+// login logs in with AppRole and sets the client's token. stale is the
+// token that Vault refused ("" at start): if the client's token is no
+// longer stale, another goroutine has logged in meanwhile and login does
+// nothing, so that many refused calls cause one login.
+func (s *Store) login(ctx context.Context, stale string) error {
+	s.loginMu.Lock()
+	defer s.loginMu.Unlock()
+	if stale != "" && s.client.Token() != stale {
+		return nil
+	}
+	start := time.Now()
+	secret, err := s.auth.Login(ctx, s.loginClient)
+	if err == nil && (secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "") {
+		err = errors.New("login answered no token")
+	}
+	err = classify("login at auth/"+s.authMount, err)
+	s.obs.VaultCall("login", time.Since(start), err)
+	if err != nil {
+		return err
+	}
+	s.client.SetToken(secret.Auth.ClientToken)
+	s.log.Info("vault: logged in with AppRole", "mount", s.authMount,
+		"ttl", time.Duration(secret.Auth.LeaseDuration)*time.Second, "renewed", stale != "")
+	return nil
+}
+
+// call makes one Vault call through fn and returns its error classified
+// (see classify). With AppRole, a 403 causes one login and one retry.
+func (s *Store) call(ctx context.Context, op, path string, fn func(ctx context.Context) error) error {
+	token := s.client.Token()
+	raw, err := s.timed(ctx, op, path, fn)
+	if s.auth != nil && statusCode(raw) == http.StatusForbidden {
+		s.log.Warn("vault: permission denied; logging in again", "op", op, "path", path)
+		if lerr := s.login(ctx, token); lerr != nil {
+			return fmt.Errorf("%w (after a login to replace the refused token)", lerr)
+		}
+		_, err = s.timed(ctx, op, path, fn)
+	}
+	return err
+}
+
+func (s *Store) timed(ctx context.Context, op, path string, fn func(ctx context.Context) error) (raw, classified error) {
+	start := time.Now()
+	raw = fn(ctx)
+	classified = classify(op+" "+s.mount+"/"+path, raw)
+	s.obs.VaultCall(op, time.Since(start), classified)
+	return raw, classified
+}
+
+// errSoftDeleted is a secret whose newest KV version was deleted (not
+// destroyed): Vault answers the read with its metadata and no data, and a
+// check-and-set 0 write fails. To readers it is not found; Lethe never
+// creates a new secret over it.
+var errSoftDeleted = fmt.Errorf("%w: the newest version of the secret is deleted but not destroyed (soft delete)", keystore.ErrKeyNotFound)
+
+// get reads the newest version of the secret at path. It returns
+// keystore.ErrKeyNotFound (errSoftDeleted after a soft delete) if there is
+// none.
+func (s *Store) get(ctx context.Context, path string) (*vaultapi.KVSecret, error) {
+	var sec *vaultapi.KVSecret
+	err := s.call(ctx, "read", path, func(ctx context.Context) error {
+		var err error
+		sec, err = s.kv.Get(ctx, path)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, fmt.Errorf("read %s/%s: %w", s.mount, path, errSoftDeleted)
+	}
+	return sec, nil
+}
+
+// put writes a new version of the secret at path if its current KV
+// version is cas (0: if there is no secret). It returns the new KV version,
+// or errCASMismatch.
+func (s *Store) put(ctx context.Context, path string, data map[string]any, cas int) (int, error) {
+	var sec *vaultapi.KVSecret
+	err := s.call(ctx, "write", path, func(ctx context.Context) error {
+		var err error
+		sec, err = s.kv.Put(ctx, path, data, vaultapi.WithCheckAndSet(cas))
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	if sec == nil || sec.VersionMetadata == nil {
+		return 0, fmt.Errorf("%w: write %s/%s: no version in Vault's answer", keystore.ErrUnavailable, s.mount, path)
+	}
+	return sec.VersionMetadata.Version, nil
+}
+
+// do runs fn once for all concurrent callers with the same flight key. fn
+// runs detached from the caller's context (other callers may be waiting
+// for it), bounded by flightTimeout; each caller stops waiting when its own
+// context ends.
+func (s *Store) do(ctx context.Context, key string, fn func(ctx context.Context) (any, error)) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", keystore.ErrUnavailable, err)
+	}
+	ch := s.flight.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+		defer cancel()
+		return fn(fctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", keystore.ErrUnavailable, ctx.Err())
+	}
+}
+
+// --- subject references ---
+
+const refSecretField = "secret"
+
+func (s *Store) refSecretPath() string { return s.prefix + "/ref-secret" }
+
+// SubjectRef returns HMAC-SHA256(subject) under the reference secret, in
+// lowercase hex. The secret is read from Vault (created there, once, by
+// whichever process comes first) on first use and kept in memory. Returns
+// keystore.ErrInvalidSubject, keystore.ErrUnavailable.
+func (s *Store) SubjectRef(ctx context.Context, subject string) (keystore.Ref, error) {
+	if err := keystore.ValidateSubject(subject); err != nil {
+		return "", err
+	}
+	secret, err := s.refKey(ctx)
+	if err != nil {
+		return "", fmt.Errorf("subject reference: %w", err)
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(subject))
+	return keystore.Ref(hex.EncodeToString(mac.Sum(nil))), nil
+}
+
+func (s *Store) refKey(ctx context.Context) ([]byte, error) {
+	if p := s.refSecret.Load(); p != nil {
+		return *p, nil
+	}
+	s.refMu.Lock()
+	defer s.refMu.Unlock()
+	if p := s.refSecret.Load(); p != nil {
+		return *p, nil
+	}
+	secret, err := s.loadOrCreateRefSecret(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.refSecret.Store(&secret)
+	return secret, nil
+}
+
+func (s *Store) loadOrCreateRefSecret(ctx context.Context) ([]byte, error) {
+	path := s.refSecretPath()
+	for range maxCreateAttempts {
+		sec, err := s.get(ctx, path)
+		switch {
+		case err == nil:
+			return decodeRefSecret(s.mount+"/"+path, sec.Data)
+		case errors.Is(err, errSoftDeleted):
+			return nil, fmt.Errorf("%w: %w; refusing to create another one, which would change every subject reference: undelete it",
+				keystore.ErrUnavailable, err)
+		case !errors.Is(err, keystore.ErrKeyNotFound):
+			return nil, err
+		}
+		fresh := make([]byte, keystore.RefSize)
+		_, _ = rand.Read(fresh) // never fails (crypto/rand)
+		_, err = s.put(ctx, path, map[string]any{refSecretField: base64.StdEncoding.EncodeToString(fresh)}, 0)
+		switch {
+		case err == nil:
+			s.log.Info("vault: created the subject reference secret", "path", s.mount+"/"+path)
+			return fresh, nil
+		case !errors.Is(err, errCASMismatch):
+			return nil, err
+		}
+		// Another process created it first: read theirs.
+	}
+	return nil, fmt.Errorf("%w: %s/%s: keeps changing", keystore.ErrUnavailable, s.mount, path)
+}
+
+func decodeRefSecret(where string, data map[string]any) ([]byte, error) {
+	str, _ := data[refSecretField].(string)
+	b, err := base64.StdEncoding.DecodeString(str)
+	if err != nil || len(b) != keystore.RefSize {
+		return nil, fmt.Errorf("%w: %s: field %q is not %d base64-encoded bytes", keystore.ErrUnavailable, where, refSecretField, keystore.RefSize)
+	}
+	return b, nil
+}
+
+// --- subject keys ---
+
+func (s *Store) subjectPath(ref keystore.Ref) string { return s.prefix + "/subjects/" + string(ref) }
+
+func checkRef(ref keystore.Ref) error {
+	_, err := keystore.ParseRef(string(ref))
+	return err
+}
+
+// flightResult is what a CurrentKey lookup shared between callers yields.
+// created is reported to one caller only: the first to claim it.
+type flightResult struct {
+	keys    *subjectKeys
+	created bool
+	claimed atomic.Bool
+}
+
+// CurrentKey returns the newest version of ref's key, creating version 1
+// if ref has none. Creation happens once: Vault's check-and-set decides
+// between processes, and the one caller that caused it gets created ==
+// true (if it stops waiting, no caller does).
+//
+// From the cache, the newest version is the newest known to this process:
+// after a Rotate in another process, CurrentKey may return the version
+// before for up to CacheTTL (or until Invalidate). Such a key is still
+// valid: every version stays readable until Destroy. After a Rotate in
+// this process it returns the new version at once.
+//
+// After Destroy (in this process, or in another once this process's
+// cache entry is gone), CurrentKey creates a new key: the erasure ledger,
+// not the key store, must stop that for a forgotten subject.
+//
+// Returns keystore.ErrInvalidRef, keystore.ErrUnavailable.
+func (s *Store) CurrentKey(ctx context.Context, ref keystore.Ref) (keystore.Key, bool, error) {
+	if err := checkRef(ref); err != nil {
+		return keystore.Key{}, false, err
+	}
+	if sk, ok := s.cache.get(ref); ok {
+		s.obs.KeyCache(true)
+		return sk.currentKey(), false, nil
+	}
+	s.obs.KeyCache(false)
+	v, err := s.do(ctx, "current/"+string(ref), func(ctx context.Context) (any, error) {
+		ticket := s.cache.ticket()
+		sk, created, err := s.readOrCreate(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		s.cache.put(ticket, sk)
+		return &flightResult{keys: sk, created: created}, nil
+	})
+	if err != nil {
+		return keystore.Key{}, false, fmt.Errorf("current key of %s: %w", ref, err)
+	}
+	r := v.(*flightResult)
+	created := r.created && r.claimed.CompareAndSwap(false, true)
+	return r.keys.currentKey(), created, nil
+}
+
+func (s *Store) readOrCreate(ctx context.Context, ref keystore.Ref) (*subjectKeys, bool, error) {
+	path := s.subjectPath(ref)
+	for range maxCreateAttempts {
+		sk, err := s.readKeys(ctx, ref)
+		switch {
+		case err == nil:
+			return sk, false, nil
+		case errors.Is(err, errSoftDeleted):
+			return nil, false, fmt.Errorf("%w: %w; an operator must undelete or destroy it", keystore.ErrUnavailable, err)
+		case !errors.Is(err, keystore.ErrKeyNotFound):
+			return nil, false, err
+		}
+		material := newMaterial()
+		sk, err = newSubjectKeys(ref, 1, map[int][]byte{1: material})
+		if err != nil {
+			return nil, false, err
+		}
+		kvVersion, err := s.put(ctx, path, sk.data(), 0)
+		switch {
+		case err == nil:
+			sk.kvVersion = kvVersion
+			s.log.Debug("vault: created a subject key", "ref", string(ref))
+			return sk, true, nil
+		case !errors.Is(err, errCASMismatch):
+			return nil, false, err
+		}
+		// Another goroutine or process created it first: read theirs.
+	}
+	return nil, false, fmt.Errorf("%w: %s/%s: keeps changing", keystore.ErrUnavailable, s.mount, path)
+}
+
+// Key returns version of ref's key, from the cache or from Vault.
+// Returns keystore.ErrKeyNotFound (no key, or no such version),
+// keystore.ErrInvalidRef, keystore.ErrUnavailable.
+func (s *Store) Key(ctx context.Context, ref keystore.Ref, version int) (keystore.Key, error) {
+	if err := checkRef(ref); err != nil {
+		return keystore.Key{}, err
+	}
+	if version < 1 {
+		return keystore.Key{}, fmt.Errorf("key %s version %d: %w", ref, version, keystore.ErrKeyNotFound)
+	}
+	if sk, ok := s.cache.get(ref); ok {
+		if k, ok := sk.keys[version]; ok {
+			s.obs.KeyCache(true)
+			return k, nil
+		}
+		// A newer version than this process knows, from a rotation
+		// elsewhere: ask Vault.
+	}
+	s.obs.KeyCache(false)
+	v, err := s.do(ctx, "read/"+string(ref), func(ctx context.Context) (any, error) {
+		ticket := s.cache.ticket()
+		sk, err := s.readKeys(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		s.cache.put(ticket, sk)
+		return sk, nil
+	})
+	if err != nil {
+		return keystore.Key{}, fmt.Errorf("key %s version %d: %w", ref, version, err)
+	}
+	k, ok := v.(*subjectKeys).keys[version]
+	if !ok {
+		return keystore.Key{}, fmt.Errorf("key %s version %d: %w", ref, version, keystore.ErrKeyNotFound)
+	}
+	return k, nil
+}
+
+// Rotate adds a version to ref's key: it reads the secret, adds the new
+// version and writes it back with check-and-set on the KV version it read,
+// retrying when another writer got there first. Returns
+// keystore.ErrKeyNotFound, keystore.ErrInvalidRef, keystore.ErrUnavailable.
+func (s *Store) Rotate(ctx context.Context, ref keystore.Ref) (keystore.Key, error) {
+	if err := checkRef(ref); err != nil {
+		return keystore.Key{}, err
+	}
+	path := s.subjectPath(ref)
+	for attempt := range maxRotateAttempts {
+		if attempt > 0 {
+			if err := sleep(ctx, time.Duration(attempt)*time.Duration(1+mrand.IntN(10))*time.Millisecond); err != nil {
+				return keystore.Key{}, fmt.Errorf("rotate %s: %w: %w", ref, keystore.ErrUnavailable, err)
+			}
+		}
+		ticket := s.cache.ticket()
+		old, err := s.readKeys(ctx, ref)
+		if err != nil {
+			return keystore.Key{}, fmt.Errorf("rotate %s: %w", ref, err)
+		}
+		materials := make(map[int][]byte, len(old.keys)+1)
+		for v, k := range old.keys {
+			m := k.Material()
+			materials[v] = m[:]
+		}
+		next := old.current + 1
+		materials[next] = newMaterial()
+		sk, err := newSubjectKeys(ref, next, materials)
+		if err != nil {
+			return keystore.Key{}, err
+		}
+		kvVersion, err := s.put(ctx, path, sk.data(), old.kvVersion)
+		if errors.Is(err, errCASMismatch) {
+			continue
+		}
+		if err != nil {
+			return keystore.Key{}, fmt.Errorf("rotate %s: %w", ref, err)
+		}
+		sk.kvVersion = kvVersion
+		s.cache.put(ticket, sk)
+		s.log.Debug("vault: rotated a subject key", "ref", string(ref), "version", next)
+		return sk.currentKey(), nil
+	}
+	return keystore.Key{}, fmt.Errorf("rotate %s: %w: other writers kept changing the key (%d attempts)",
+		ref, keystore.ErrUnavailable, maxRotateAttempts)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Destroy erases ref's key for good: it drops the cache entry, destroys
+// every KV version listed in the secret's metadata, deletes the metadata
+// (which removes every version, with no undelete), and then reads both the
+// metadata and the data to check that Vault has neither. Destroying a key
+// that does not exist reports Existed == false and no error.
+//
+// Other processes' caches still hold the key until their CacheTTL passes:
+// the erasure ledger must be checked before a key is used.
+//
+// Returns keystore.ErrInvalidRef, keystore.ErrUnavailable; an error
+// without either if a key is found again after the deletion (created
+// concurrently).
+func (s *Store) Destroy(ctx context.Context, ref keystore.Ref) (keystore.DestroyReport, error) {
+	var report keystore.DestroyReport
+	if err := checkRef(ref); err != nil {
+		return report, err
+	}
+	s.Invalidate(ref)
+	path := s.subjectPath(ref)
+
+	var md *vaultapi.KVMetadata
+	err := s.call(ctx, "read metadata", path, func(ctx context.Context) error {
+		var err error
+		md, err = s.kv.GetMetadata(ctx, path)
+		return err
+	})
+	switch {
+	case err == nil && md != nil:
+		report.Existed = true
+	case err == nil, errors.Is(err, keystore.ErrKeyNotFound):
+	default:
+		return report, fmt.Errorf("destroy %s: %w", ref, err)
+	}
+
+	if report.Existed {
+		var versions []int
+		for _, v := range md.Versions {
+			versions = append(versions, v.Version)
+			if !v.Destroyed {
+				report.VersionsDestroyed++
+			}
+		}
+		slices.Sort(versions)
+		if len(versions) > 0 {
+			err := s.call(ctx, "destroy", path, func(ctx context.Context) error {
+				return s.kv.Destroy(ctx, path, versions)
+			})
+			if err != nil {
+				return report, fmt.Errorf("destroy %s: %w", ref, err)
+			}
+		}
+		err := s.call(ctx, "delete metadata", path, func(ctx context.Context) error {
+			return s.kv.DeleteMetadata(ctx, path)
+		})
+		if err != nil {
+			return report, fmt.Errorf("destroy %s: %w", ref, err)
+		}
+		s.Invalidate(ref) // a read that raced with the deletion
+	}
+
+	if err := s.verifyGone(ctx, path); err != nil {
+		return report, fmt.Errorf("destroy %s: %w", ref, err)
+	}
+	report.Verified = true
+	s.log.Debug("vault: destroyed a subject key", "ref", string(ref), "existed", report.Existed,
+		"versions", report.VersionsDestroyed)
+	return report, nil
+}
+
+// verifyGone checks that Vault has neither metadata nor data at path.
+func (s *Store) verifyGone(ctx context.Context, path string) error {
+	err := s.call(ctx, "read metadata", path, func(ctx context.Context) error {
+		_, err := s.kv.GetMetadata(ctx, path)
+		return err
+	})
+	switch {
+	case err == nil:
+		return errors.New("verify: the key's metadata is still there (created again concurrently?)")
+	case !errors.Is(err, keystore.ErrKeyNotFound):
+		return fmt.Errorf("verify: %w", err)
+	}
+	_, err = s.get(ctx, path)
+	switch {
+	case err == nil, errors.Is(err, errSoftDeleted):
+		return errors.New("verify: the key's data is still there (created again concurrently?)")
+	case !errors.Is(err, keystore.ErrKeyNotFound):
+		return fmt.Errorf("verify: %w", err)
+	}
+	return nil
+}
+
+// Invalidate drops ref's keys from this Store's cache: the next CurrentKey
+// or Key asks Vault.
+func (s *Store) Invalidate(ref keystore.Ref) {
+	s.cache.remove(ref)
+	s.flight.Forget("current/" + string(ref))
+	s.flight.Forget("read/" + string(ref))
+}
+
+// Health reports whether Vault is initialised and unsealed (GET
+// sys/health, which needs no token). It does not check the token. Returns
+// nil or an error wrapping keystore.ErrUnavailable.
+func (s *Store) Health(ctx context.Context) error {
+	start := time.Now()
+	h, err := s.client.Sys().HealthWithContext(ctx)
+	err = classify("health", err)
+	if err == nil {
+		switch {
+		case h == nil:
+			err = fmt.Errorf("%w: vault health: empty answer", keystore.ErrUnavailable)
+		case !h.Initialized:
+			err = fmt.Errorf("%w: vault not initialized", keystore.ErrUnavailable)
+		case h.Sealed:
+			err = fmt.Errorf("%w: vault sealed", keystore.ErrUnavailable)
+		}
+	}
+	s.obs.VaultCall("health", time.Since(start), err)
+	return err
+}
+
+// readKeys reads ref's secret from Vault.
+func (s *Store) readKeys(ctx context.Context, ref keystore.Ref) (*subjectKeys, error) {
+	path := s.subjectPath(ref)
+	sec, err := s.get(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	sk, err := parseSubjectKeys(ref, sec.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: %w", s.mount, path, err)
+	}
+	if sec.VersionMetadata == nil {
+		return nil, fmt.Errorf("%w: %s/%s: no KV version in Vault's answer", keystore.ErrUnavailable, s.mount, path)
+	}
+	sk.kvVersion = sec.VersionMetadata.Version
+	return sk, nil
+}
+
+func newMaterial() []byte {
+	b := make([]byte, keystore.KeySize)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return b
+}
+
+// newSubjectKeys builds subjectKeys from raw materials.
+func newSubjectKeys(ref keystore.Ref, current int, materials map[int][]byte) (*subjectKeys, error) {
+	sk := &subjectKeys{ref: ref, current: current, keys: make(map[int]keystore.Key, len(materials))}
+	for v, m := range materials {
+		k, err := keystore.NewKey(ref, v, m)
+		if err != nil {
+			return nil, err
+		}
+		sk.keys[v] = k
+	}
+	return sk, nil
+}
+
+// data is the secret's KV data: {"current": "2", "k1": base64, "k2": base64}.
+func (sk *subjectKeys) data() map[string]any {
+	d := make(map[string]any, len(sk.keys)+1)
+	d["current"] = strconv.Itoa(sk.current)
+	for v, k := range sk.keys {
+		m := k.Material()
+		d["k"+strconv.Itoa(v)] = base64.StdEncoding.EncodeToString(m[:])
+	}
+	return d
+}
+
+// errMalformed is a subject secret that is not in Lethe's layout. It is
+// neither "not found" nor "unavailable": someone wrote the secret by hand.
+var errMalformed = errors.New("malformed key secret")
+
+// parseSubjectKeys reads a secret in the layout of data. Its errors never
+// include key bytes.
+func parseSubjectKeys(ref keystore.Ref, data map[string]any) (*subjectKeys, error) {
+	current, err := atoi(data["current"])
+	if err != nil || current < 1 {
+		return nil, fmt.Errorf("%w: field \"current\" is not a version", errMalformed)
+	}
+	materials := make(map[int][]byte, len(data)-1)
+	for name, raw := range data {
+		if name == "current" {
+			continue
+		}
+		v, err := strconv.Atoi(strings.TrimPrefix(name, "k"))
+		if !strings.HasPrefix(name, "k") || err != nil || v < 1 {
+			return nil, fmt.Errorf("%w: unexpected field %q", errMalformed, name)
+		}
+		str, _ := raw.(string)
+		m, err := base64.StdEncoding.DecodeString(str)
+		if err != nil || len(m) != keystore.KeySize {
+			return nil, fmt.Errorf("%w: field %q is not %d base64-encoded bytes", errMalformed, name, keystore.KeySize)
+		}
+		if v > current {
+			return nil, fmt.Errorf("%w: version %d is newer than current %d", errMalformed, v, current)
+		}
+		materials[v] = m
+	}
+	if _, ok := materials[current]; !ok {
+		return nil, fmt.Errorf("%w: no field \"k%d\" for the current version", errMalformed, current)
+	}
+	return newSubjectKeys(ref, current, materials)
+}
+
+func atoi(v any) (int, error) {
+	switch v := v.(type) {
+	case string:
+		return strconv.Atoi(v)
+	case json.Number:
+		n, err := v.Int64()
+		return int(n), err
+	default:
+		return 0, fmt.Errorf("%T is not a number", v)
+	}
+}
