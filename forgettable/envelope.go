@@ -1,6 +1,7 @@
 package forgettable
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -52,6 +53,7 @@ var ErrTampered = errors.New("sealed field does not open (tampered or moved)")
 // envelope is a sealed field, decoded.
 type envelope struct {
 	ref        keystore.Ref
+	refBytes   [keystore.RefSize]byte
 	keyVersion int
 	nonce      [chacha20poly1305.NonceSizeX]byte
 	ciphertext []byte
@@ -64,8 +66,7 @@ type fieldLocation struct {
 	path     string
 }
 
-func associatedData(loc fieldLocation, ref keystore.Ref, version int) []byte {
-	refBytes := ref.Bytes()
+func associatedData(loc fieldLocation, refBytes []byte, version int) []byte {
 	ad := make([]byte, 0, 8+2+len(loc.streamID)+16+2+len(loc.path)+len(refBytes)+4)
 	ad = append(ad, "lethe:v1"...)
 	ad = binary.BigEndian.AppendUint16(ad, uint16(len(loc.streamID)))
@@ -94,7 +95,7 @@ func seal(key keystore.Key, loc fieldLocation, plaintext []byte) (string, error)
 	buf = append(buf, refBytes...)
 	buf = binary.AppendUvarint(buf, uint64(key.Version()))
 	nonceAt := len(buf)
-	ad := associatedData(loc, key.Ref(), key.Version())
+	ad := associatedData(loc, refBytes, key.Version())
 	buf = append(buf, syntheticNonce(material, ad, plaintext)...)
 	buf = aead.Seal(buf, buf[nonceAt:], plaintext, ad)
 	return EnvelopePrefix + base64.RawURLEncoding.EncodeToString(buf), nil
@@ -124,17 +125,26 @@ const maxKeyVersion = 1 << 30
 // decodeEnvelope parses a sealed field's string. It never panics, whatever
 // the input (it is fuzzed).
 func decodeEnvelope(s string) (envelope, error) {
+	return decodeEnvelopeBytes([]byte(s))
+}
+
+// decodeEnvelopeBytes is decodeEnvelope on the raw bytes of the JSON string.
+func decodeEnvelopeBytes(s []byte) (envelope, error) {
 	var e envelope
-	if !isEnvelope(s) {
+	if !bytes.HasPrefix(s, []byte(EnvelopePrefix)) {
 		return e, errors.New("not a sealed field")
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(s[len(EnvelopePrefix):])
+	enc := s[len(EnvelopePrefix):]
+	raw := make([]byte, base64.RawURLEncoding.DecodedLen(len(enc)))
+	n, err := base64.RawURLEncoding.Decode(raw, enc)
 	if err != nil {
 		return e, fmt.Errorf("sealed field: bad base64: %w", ErrTampered)
 	}
+	raw = raw[:n]
 	if len(raw) < keystore.RefSize+1+len(e.nonce)+chacha20poly1305.Overhead {
 		return e, fmt.Errorf("sealed field: too short: %w", ErrTampered)
 	}
+	copy(e.refBytes[:], raw[:keystore.RefSize])
 	if e.ref, err = keystore.RefFromBytes(raw[:keystore.RefSize]); err != nil {
 		return e, fmt.Errorf("sealed field: %w", ErrTampered)
 	}
@@ -160,7 +170,7 @@ func (e envelope) open(key keystore.Key, loc fieldLocation) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
-	plain, err := aead.Open(nil, e.nonce[:], e.ciphertext, associatedData(loc, e.ref, e.keyVersion))
+	plain, err := aead.Open(nil, e.nonce[:], e.ciphertext, associatedData(loc, e.refBytes[:], e.keyVersion))
 	if err != nil {
 		return nil, fmt.Errorf("field %s: %w", loc.path, ErrTampered)
 	}

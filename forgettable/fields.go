@@ -112,71 +112,21 @@ func sealData(data []byte, streamID string, eventID [16]byte, fields []sealField
 	return encodeJSON(doc)
 }
 
-// sealedField is a sealed field found in stored data.
-type sealedField struct {
-	path string
-	env  envelope
-	ptr  pointer
-}
-
-// findSealed lists the sealed fields of a decoded document.
-func findSealed(v any, path pointer, out []sealedField) ([]sealedField, error) {
-	switch c := v.(type) {
-	case string:
-		if isEnvelope(c) {
-			env, err := decodeEnvelope(c)
-			if err != nil {
-				return out, fmt.Errorf("field %s: %w", path, err)
-			}
-			p := append(pointer(nil), path...)
-			out = append(out, sealedField{path: p.String(), env: env, ptr: p})
-		}
-	case map[string]any:
-		keys := make([]string, 0, len(c))
-		for k := range c {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			var err error
-			if out, err = findSealed(c[k], append(path, k), out); err != nil {
-				return out, err
-			}
-		}
-	case []any:
-		for i, x := range c {
-			var err error
-			if out, err = findSealed(x, append(path, fmt.Sprint(i)), out); err != nil {
-				return out, err
-			}
-		}
-	}
-	return out, nil
-}
-
 // keyRequest is a key an event's sealed fields need.
 type keyRequest struct {
 	ref     keystore.Ref
 	version int
 }
 
-// fieldKeys lists the keys the sealed fields of data need (data may be
-// anything stored: a decode error is returned as is).
+// fieldKeys lists the keys the sealed fields of stored data need.
 func fieldKeys(data []byte) ([]keyRequest, error) {
-	if !bytes.Contains(data, []byte(EnvelopePrefix)) {
-		return nil, nil
-	}
-	doc, err := decodeJSON(data)
+	spans, err := parseSealed(data)
 	if err != nil {
 		return nil, err
 	}
-	fields, err := findSealed(doc, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]keyRequest, len(fields))
-	for i, f := range fields {
-		out[i] = keyRequest{ref: f.env.ref, version: f.env.keyVersion}
+	out := make([]keyRequest, len(spans))
+	for i, sp := range spans {
+		out[i] = keyRequest{ref: sp.env.ref, version: sp.env.keyVersion}
 	}
 	return out, nil
 }
@@ -185,43 +135,48 @@ func fieldKeys(data []byte) ([]keyRequest, error) {
 // field must be redacted (reason != ""), or an error (never a redaction).
 type keySource func(ref keystore.Ref, version int) (key keystore.Key, reason string, err error)
 
-// openData replaces every sealed field of data with its plaintext value, or
-// with null and a Redaction. Data without sealed fields is returned as is.
+// openData replaces every sealed field of stored data with its plaintext
+// value, or with null and a Redaction. Data without sealed fields is
+// returned as is.
 func openData(data []byte, streamID string, eventID [16]byte, keys keySource) ([]byte, []Redaction, error) {
-	if !bytes.Contains(data, []byte(EnvelopePrefix)) {
-		return data, nil, nil
-	}
-	doc, err := decodeJSON(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("stored data: %w", err)
-	}
-	fields, err := findSealed(doc, nil, nil)
+	spans, err := parseSealed(data)
 	if err != nil {
 		return nil, nil, err
 	}
+	return openSpans(data, spans, streamID, eventID, keys)
+}
+
+// openSpans is openData for data already parsed: one scan, and the
+// decrypted values (compact JSON) spliced in place of the envelopes.
+func openSpans(data []byte, spans []sealedSpan, streamID string, eventID [16]byte, keys keySource) ([]byte, []Redaction, error) {
+	if len(spans) == 0 {
+		return data, nil, nil
+	}
 	var redacted []Redaction
-	for _, f := range fields {
-		key, reason, err := keys(f.env.ref, f.env.keyVersion)
+	out := make([]byte, 0, len(data))
+	last := 0
+	for _, sp := range spans {
+		key, reason, err := keys(sp.env.ref, sp.env.keyVersion)
 		if err != nil {
 			return nil, nil, err
 		}
+		out = append(out, data[last:sp.start]...)
+		last = sp.end
 		if reason != "" {
-			f.ptr.set(doc, nil)
-			redacted = append(redacted, Redaction{Path: f.path, Reason: reason})
+			out = append(out, "null"...)
+			redacted = append(redacted, Redaction{Path: sp.path, Reason: reason})
 			continue
 		}
-		plain, err := f.env.open(key, fieldLocation{streamID: streamID, eventID: eventID, path: f.path})
+		plain, err := sp.env.open(key, fieldLocation{streamID: streamID, eventID: eventID, path: sp.path})
 		if err != nil {
 			return nil, nil, err
 		}
-		v, err := decodeJSON(plain)
-		if err != nil {
-			return nil, nil, fmt.Errorf("field %s: %w", f.path, ErrTampered)
-		}
-		f.ptr.set(doc, v)
+		// The AEAD authenticated the plaintext: the sealer's compact JSON.
+		out = append(out, plain...)
 	}
-	out, err := encodeJSON(doc)
-	return out, redacted, err
+	out = append(out, data[last:]...)
+	sort.Slice(redacted, func(i, j int) bool { return redacted[i].Path < redacted[j].Path })
+	return out, redacted, nil
 }
 
 // containsReserved is a fast check before decoding: could data hold a

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 
@@ -259,6 +261,59 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		// Opening with an unrelated key must fail, not panic.
 		if _, err := e.open(testKey(t, "other", e.keyVersion), fieldLocation{streamID: "s-1", eventID: eventID, path: "/a"}); err == nil && s != env {
 			t.Fatalf("opened a fuzzed envelope with the wrong key")
+		}
+	})
+}
+
+// scanSealed (bytes) and the decoding reference agree on every document.
+func FuzzScanSealed(f *testing.F) {
+	k := testKey(f, "casey", 1)
+	sealed, err := sealData([]byte(`{"a":"x","b~/c":{"d":[1,"y",{"e":"z"}]},"f":"keep"}`), "s-1", eventID,
+		[]sealField{{mustPointer(f, "/a"), k}, {mustPointer(f, "/b~0~1c/d/1"), k}, {mustPointer(f, "/b~0~1c/d/2/e"), k}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sealed)
+	f.Add([]byte(`{"x": "lethe:v1:AAAA", "y": ["lethe:v1:", 1.5e3, true, null], "z\u0041": {"q": "lethe:v1:_-"}}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"a":`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		spans, err := scanSealed(data)
+		doc, derr := decodeJSON(data)
+		if derr != nil {
+			return // invalid JSON: the scanner may refuse it or not; it must only not panic
+		}
+		if err != nil {
+			t.Fatalf("scanner refused valid JSON %q: %v", data, err)
+		}
+		var want []string
+		var walk func(v any, path pointer)
+		walk = func(v any, path pointer) {
+			switch c := v.(type) {
+			case string:
+				if isEnvelope(c) {
+					want = append(want, path.String())
+				}
+			case map[string]any:
+				for k, x := range c {
+					walk(x, append(append(pointer(nil), path...), k))
+				}
+			case []any:
+				for i, x := range c {
+					walk(x, append(append(pointer(nil), path...), fmt.Sprint(i)))
+				}
+			}
+		}
+		walk(doc, nil)
+		var got []string
+		for _, sp := range spans {
+			got = append(got, sp.path)
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("scanner found %v, decoder %v in %q", got, want, data)
 		}
 	})
 }

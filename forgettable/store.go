@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -496,6 +497,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions, acc
 func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, access Access) ([]RecordedEvent, error) {
 	out := make([]RecordedEvent, len(events))
 	erased := map[keystore.Ref]bool{}
+	spans := make([][]sealedSpan, len(events))
 	var need []keyRequest
 	seen := map[keyRequest]bool{}
 	for i, e := range events {
@@ -503,20 +505,27 @@ func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, acc
 		for _, r := range e.ErasedRefs {
 			erased[keystore.Ref(r)] = true
 		}
-		if access != Personal || len(e.SubjectRefs) == 0 {
+		if len(e.SubjectRefs) == 0 {
 			continue
 		}
-		reqs, err := fieldKeys(e.Data)
-		if err != nil {
+		var err error
+		if spans[i], err = parseSealed(e.Data); err != nil {
 			return nil, fmt.Errorf("event %s: %w", e.ID, err)
 		}
-		for _, r := range reqs {
-			if !erased[r.ref] && !seen[r] && !slices.Contains(e.ErasedRefs, string(r.ref)) {
+		if access != Personal {
+			continue
+		}
+		for _, sp := range spans[i] {
+			r := keyRequest{ref: sp.env.ref, version: sp.env.keyVersion}
+			if !seen[r] && !slices.Contains(e.ErasedRefs, string(r.ref)) {
 				seen[r] = true
 				need = append(need, r)
 			}
 		}
 	}
+	// A key needed by one event may belong to a subject another event
+	// already reports erased.
+	need = slices.DeleteFunc(need, func(r keyRequest) bool { return erased[r.ref] })
 	keys, err := s.fetchKeys(ctx, need, erased)
 	if err != nil {
 		return nil, err
@@ -534,16 +543,43 @@ func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, acc
 		}
 		return k, "", nil
 	}
-	for i, e := range events {
-		if len(e.SubjectRefs) == 0 {
-			continue
-		}
-		data, redacted, err := openData(e.Data, e.StreamID, e.ID, source)
+	open := func(i int) error {
+		e := events[i]
+		data, redacted, err := openSpans(e.Data, spans[i], e.StreamID, e.ID, source)
 		if err != nil {
-			return nil, fmt.Errorf("event %s: %w", e.ID, err)
+			return fmt.Errorf("event %s: %w", e.ID, err)
 		}
 		out[i].Data = json.RawMessage(data)
 		out[i].Redacted = redacted
+		return nil
+	}
+	// Decryption is CPU work: spread large pages over the cores.
+	workers := min(runtime.GOMAXPROCS(0), len(events)/64)
+	if workers < 2 {
+		for i := range events {
+			if err := open(i); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(events); i += workers {
+				if err := open(i); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

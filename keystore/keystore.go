@@ -91,9 +91,15 @@ const KeySize = 32
 // Key is one version of a data subject's key. Its bytes are reachable only
 // through Material; every printed or serialised form redacts them.
 type Key struct {
-	ref      Ref
-	version  int
-	material [KeySize]byte
+	ref     Ref
+	version int
+	// material is a function so that a Key held in an unexported field of
+	// another struct does not print its bytes: fmt cannot call Format
+	// there and prints the fields by reflection, and reflection shows a
+	// function as an address whatever the verb (a pointer to the array
+	// would still be followed by %s and %q). It also makes Key not
+	// comparable with ==: compare Material.
+	material func() [KeySize]byte
 }
 
 // NewKey returns a key. material must be KeySize bytes; version counts from 1.
@@ -104,9 +110,9 @@ func NewKey(ref Ref, version int, material []byte) (Key, error) {
 	if version < 1 {
 		return Key{}, fmt.Errorf("key for %s: version %d, want 1 or more", ref, version)
 	}
-	k := Key{ref: ref, version: version}
-	copy(k.material[:], material)
-	return k, nil
+	var m [KeySize]byte
+	copy(m[:], material)
+	return Key{ref: ref, version: version, material: func() [KeySize]byte { return m }}, nil
 }
 
 // Ref returns the subject reference the key belongs to.
@@ -117,7 +123,12 @@ func (k Key) Ref() Ref { return k.ref }
 func (k Key) Version() int { return k.version }
 
 // Material returns the key's bytes. Never log, print or store them.
-func (k Key) Material() [KeySize]byte { return k.material }
+func (k Key) Material() [KeySize]byte {
+	if k.material == nil {
+		return [KeySize]byte{}
+	}
+	return k.material()
+}
 
 // IsZero reports whether k is the zero Key.
 func (k Key) IsZero() bool { return k.version == 0 }

@@ -154,6 +154,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 func printFigure(w io.Writer, f figure) {
 	line := fmt.Sprintf("  %-34s %12.0f %-9s", f.Name, f.Value, f.Unit)
+	if f.Value < 100 {
+		line = fmt.Sprintf("  %-34s %12.2f %-9s", f.Name, f.Value, f.Unit)
+	}
 	if f.BaselineName != "" {
 		line += fmt.Sprintf("  vs %-26s %12.0f  ratio %.2f", f.BaselineName, f.Baseline, f.Ratio)
 		if f.Target > 0 {

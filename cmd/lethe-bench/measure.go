@@ -28,6 +28,7 @@ func suites() []suite {
 	return []suite{
 		{"eventstore/append", benchAppend},
 		{"eventstore/read", benchRead},
+		{"forgettable", benchForgettable},
 	}
 }
 

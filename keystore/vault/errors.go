@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	vaultapi "github.com/hashicorp/vault/api"
@@ -24,18 +25,20 @@ var errCASMismatch = errors.New("vault: check-and-set version did not match")
 // validateCheckAndSetOption), sent with HTTP 400.
 const casMismatchMessage = "check-and-set parameter did not match the current version"
 
-// classify translates an error of vault/api into Lethe's vocabulary. It
-// fails closed: only a 404 without a message (or vault/api's
-// ErrSecretNotFound) becomes
-// keystore.ErrKeyNotFound and only a check-and-set mismatch becomes
-// errCASMismatch; every other failure — unreachable, timed out, sealed,
-// standby, permission denied, bad or expired token, a 5xx or any answer
-// this package does not understand — is keystore.ErrUnavailable.
+// classify translates an error of vault/api into Lethe's vocabulary, at
+// the boundary. It fails closed: only a 404 without a message (or
+// vault/api's ErrSecretNotFound) becomes keystore.ErrKeyNotFound, and only
+// a check-and-set mismatch becomes errCASMismatch; every other failure —
+// unreachable, timed out, sealed, standby, permission denied, bad or
+// expired token, a 5xx, or any answer this package does not understand —
+// is keystore.ErrUnavailable.
 //
-// The message names the operation, the status and Vault's own error
-// strings, never the token (vault/api never puts it in an error: it travels
-// in a header). The original error is wrapped only when it is not a
-// *vaultapi.ResponseError, whose multi-line text adds nothing.
+// The message is one line: the operation and path, the reason, and Vault's
+// own error strings. It never holds the token (vault/api sends it in a
+// header, and neither Vault nor vault/api puts it in an error). A transport
+// error's cause is wrapped (so errors.Is finds context.DeadlineExceeded or
+// syscall.ECONNREFUSED); a *vaultapi.ResponseError is not, its multi-line
+// text being summarised instead.
 func classify(op string, err error) error {
 	if err == nil {
 		return nil
@@ -45,7 +48,7 @@ func classify(op string, err error) error {
 	}
 	var re *vaultapi.ResponseError
 	if errors.As(err, &re) {
-		msg := strings.Join(re.Errors, "; ")
+		msg := messages(re.Errors)
 		if re.RawError {
 			msg = "unparsable answer" // could be an HTML page from a proxy
 		}
@@ -72,17 +75,21 @@ func classify(op string, err error) error {
 			return fmt.Errorf("%w: vault %s: unexpected answer %d: %s", keystore.ErrUnavailable, op, re.StatusCode, msg)
 		}
 	}
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: vault %s: timeout: %w", keystore.ErrUnavailable, op, err)
-	case errors.Is(err, context.Canceled):
-		return fmt.Errorf("%w: vault %s: canceled: %w", keystore.ErrUnavailable, op, err)
+	// A transport error: the request's URL (in a *url.Error) repeats op;
+	// its cause says what went wrong.
+	cause := err
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) && urlErr.Err != nil {
+		cause = urlErr.Err
 	}
 	var netErr net.Error
-	var urlErr *url.Error
-	var dnsErr *net.DNSError
-	if errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.As(err, &dnsErr) {
-		return fmt.Errorf("%w: vault %s: unreachable: %w", keystore.ErrUnavailable, op, err)
+	switch {
+	case errors.Is(cause, context.Canceled):
+		return fmt.Errorf("%w: vault %s: canceled: %w", keystore.ErrUnavailable, op, cause)
+	case errors.Is(cause, context.DeadlineExceeded), errors.As(cause, &netErr) && netErr.Timeout():
+		return fmt.Errorf("%w: vault %s: timeout: %w", keystore.ErrUnavailable, op, cause)
+	case urlErr != nil, errors.As(cause, &netErr):
+		return fmt.Errorf("%w: vault %s: unreachable: %w", keystore.ErrUnavailable, op, cause)
 	}
 	return fmt.Errorf("%w: vault %s: %w", keystore.ErrUnavailable, op, err)
 }
@@ -94,4 +101,22 @@ func statusCode(err error) int {
 		return re.StatusCode
 	}
 	return 0
+}
+
+// occurred matches the header of a go-multierror list, as Vault sends in
+// some error strings ("2 errors occurred:\n\t* permission denied\n...").
+var occurred = regexp.MustCompile(`^\d+ errors? occurred:$`)
+
+// messages joins Vault's error strings into one line.
+func messages(errs []string) string {
+	var out []string
+	for _, e := range errs {
+		for _, line := range strings.Split(e, "\n") {
+			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+			if line != "" && !occurred.MatchString(line) {
+				out = append(out, line)
+			}
+		}
+	}
+	return strings.Join(out, "; ")
 }

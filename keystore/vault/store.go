@@ -95,7 +95,8 @@ type Observer interface {
 	// CurrentKey and Key).
 	KeyCache(hit bool)
 	// VaultCall reports one Vault call: op is "read", "write", "read
-	// metadata", "destroy", "delete metadata", "login" or "health"; err is
+	// metadata", "destroy", "delete metadata", "login", "check mount" or
+	// "health"; err is
 	// nil or the call's error as the Store classifies it (a missing secret
 	// is keystore.ErrKeyNotFound, which is normal for a new subject).
 	VaultCall(op string, d time.Duration, err error)
@@ -122,6 +123,9 @@ type Store struct {
 
 	refMu     sync.Mutex
 	refSecret atomic.Pointer[[]byte] // set once; never changes
+
+	mountMu sync.Mutex
+	mountOK atomic.Bool // checkMount succeeded
 }
 
 // Limits of the retry loops.
@@ -235,8 +239,18 @@ func (s *Store) login(ctx context.Context, stale string) error {
 }
 
 // call makes one Vault call through fn and returns its error classified
-// (see classify). With AppRole, a 403 causes one login and one retry.
+// (see classify). With AppRole, a 403 causes one login and one retry. The
+// first call checks the mount first (see checkMount).
 func (s *Store) call(ctx context.Context, op, path string, fn func(ctx context.Context) error) error {
+	if !s.mountOK.Load() {
+		if err := s.checkMount(ctx); err != nil {
+			return err
+		}
+	}
+	return s.callOnce(ctx, op, path, fn)
+}
+
+func (s *Store) callOnce(ctx context.Context, op, path string, fn func(ctx context.Context) error) error {
 	token := s.client.Token()
 	raw, err := s.timed(ctx, op, path, fn)
 	if s.auth != nil && statusCode(raw) == http.StatusForbidden {
@@ -247,6 +261,45 @@ func (s *Store) call(ctx context.Context, op, path string, fn func(ctx context.C
 		_, err = s.timed(ctx, op, path, fn)
 	}
 	return err
+}
+
+// checkMount makes sure that Mount is a KV version 2 engine, the way the
+// vault CLI does (GET sys/internal/ui/mounts/<mount>, which any token with
+// a capability under the mount may read). Without it a missing mount would
+// read as "no key" (vault/api turns a 404 into no secret), and a KV version
+// 1 engine would accept the writes but ignore check-and-set, so two
+// processes could each create a subject's key.
+func (s *Store) checkMount(ctx context.Context) error {
+	s.mountMu.Lock()
+	defer s.mountMu.Unlock()
+	if s.mountOK.Load() {
+		return nil
+	}
+	var sec *vaultapi.Secret
+	err := s.callOnce(ctx, "check mount", "", func(ctx context.Context) error {
+		var err error
+		sec, err = s.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+s.mount)
+		return err
+	})
+	if errors.Is(err, keystore.ErrKeyNotFound) {
+		err = nil // sec == nil: handled below
+	}
+	if err != nil {
+		return err
+	}
+	var typ, version string
+	if sec != nil {
+		typ, _ = sec.Data["type"].(string)
+		if opts, ok := sec.Data["options"].(map[string]any); ok {
+			version, _ = opts["version"].(string)
+		}
+	}
+	if typ != "kv" || version != "2" {
+		return fmt.Errorf("%w: vault mount %s/ is not a KV version 2 secrets engine (type %q, version %q)",
+			keystore.ErrUnavailable, s.mount, typ, version)
+	}
+	s.mountOK.Store(true)
+	return nil
 }
 
 func (s *Store) timed(ctx context.Context, op, path string, fn func(ctx context.Context) error) (raw, classified error) {

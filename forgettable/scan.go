@@ -1,0 +1,217 @@
+package forgettable
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// sealedSpan is a sealed field found in stored JSON: the byte range of its
+// string token (quotes included) and its JSON Pointer.
+type sealedSpan struct {
+	start, end int
+	path       string
+	env        envelope // set by parseSealed
+}
+
+// parseSealed finds the sealed fields of stored data and decodes their
+// envelopes. Data without sealed fields gives nil.
+func parseSealed(data []byte) ([]sealedSpan, error) {
+	if !bytes.Contains(data, []byte(EnvelopePrefix)) {
+		return nil, nil
+	}
+	spans, err := scanSealed(data)
+	if err != nil {
+		return nil, err
+	}
+	for i := range spans {
+		sp := &spans[i]
+		if sp.env, err = decodeEnvelopeBytes(data[sp.start+1 : sp.end-1]); err != nil {
+			return nil, fmt.Errorf("field %s: %w", sp.path, err)
+		}
+	}
+	return spans, nil
+}
+
+var errBadJSON = errors.New("stored data is not valid JSON")
+
+// scanSealed finds the sealed fields of a JSON document in one pass over its
+// bytes, without decoding it: reads use it so that the cost of an event is
+// a scan plus one AEAD open per sealed field.
+func scanSealed(b []byte) ([]sealedSpan, error) {
+	s := scanner{b: b}
+	s.skipSpace()
+	if err := s.value(); err != nil {
+		return nil, err
+	}
+	s.skipSpace()
+	if s.i != len(b) {
+		return nil, errBadJSON
+	}
+	return s.found, nil
+}
+
+type scanner struct {
+	b     []byte
+	i     int
+	path  []byte // the current JSON Pointer, escaped
+	found []sealedSpan
+}
+
+func (s *scanner) skipSpace() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) value() error {
+	if s.i >= len(s.b) {
+		return errBadJSON
+	}
+	switch c := s.b[s.i]; {
+	case c == '{':
+		return s.object()
+	case c == '[':
+		return s.array()
+	case c == '"':
+		start := s.i
+		raw, err := s.str()
+		if err != nil {
+			return err
+		}
+		if bytes.HasPrefix(raw, []byte(EnvelopePrefix)) {
+			s.found = append(s.found, sealedSpan{start: start, end: s.i, path: string(s.path)})
+		}
+		return nil
+	default:
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return nil
+			}
+			s.i++
+		}
+		return nil
+	}
+}
+
+// str consumes a string token and returns its raw contents (escapes not
+// decoded).
+func (s *scanner) str() ([]byte, error) {
+	s.i++ // opening quote
+	start := s.i
+	for {
+		j := bytes.IndexByte(s.b[s.i:], '"')
+		if j < 0 {
+			return nil, errBadJSON
+		}
+		s.i += j
+		// The quote is escaped if an odd number of backslashes precede it.
+		n := 0
+		for k := s.i - 1; k >= start && s.b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			raw := s.b[start:s.i]
+			s.i++
+			return raw, nil
+		}
+		s.i++
+	}
+}
+
+func (s *scanner) object() error {
+	s.i++ // {
+	base := len(s.path)
+	s.skipSpace()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		s.skipSpace()
+		if s.i >= len(s.b) || s.b[s.i] != '"' {
+			return errBadJSON
+		}
+		raw, err := s.str()
+		if err != nil {
+			return err
+		}
+		key := raw
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			var k string
+			if err := json.Unmarshal(s.b[s.i-len(raw)-2:s.i], &k); err != nil {
+				return errBadJSON
+			}
+			key = []byte(k)
+		}
+		s.path = append(s.path[:base], '/')
+		if bytes.IndexByte(key, '~') < 0 && bytes.IndexByte(key, '/') < 0 {
+			s.path = append(s.path, key...)
+		} else {
+			s.path = append(s.path, escapeToken(string(key))...)
+		}
+		s.skipSpace()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return errBadJSON
+		}
+		s.i++
+		s.skipSpace()
+		if err := s.value(); err != nil {
+			return err
+		}
+		s.skipSpace()
+		if s.i >= len(s.b) {
+			return errBadJSON
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			s.path = s.path[:base]
+			return nil
+		default:
+			return errBadJSON
+		}
+	}
+}
+
+func (s *scanner) array() error {
+	s.i++ // [
+	base := len(s.path)
+	s.skipSpace()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return nil
+	}
+	for n := 0; ; n++ {
+		s.path = append(s.path[:base], '/')
+		s.path = strconv.AppendInt(s.path, int64(n), 10)
+		s.skipSpace()
+		if err := s.value(); err != nil {
+			return err
+		}
+		s.skipSpace()
+		if s.i >= len(s.b) {
+			return errBadJSON
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			s.path = s.path[:base]
+			return nil
+		default:
+			return errBadJSON
+		}
+	}
+}
