@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -274,14 +275,14 @@ func (l *Ledger) ListPolicies(ctx context.Context) ([]forgettable.Policy, error)
 // with each changed event type announced by any process, until ctx ends. It
 // holds one connection and reconnects on failure; after a reconnection it
 // calls onReset, since announcements may have been missed (drop all caches).
-func (l *Ledger) Listen(ctx context.Context, onErasure func(keystore.Ref), onPolicy func(eventType string), onReset func()) {
+func (l *Ledger) Listen(ctx context.Context, log *slog.Logger, onErasure func(keystore.Ref), onPolicy func(eventType string), onReset func()) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := l.listenConn(ctx, onErasure, onPolicy, onReset)
 		if ctx.Err() != nil {
 			return
 		}
-		_ = err
+		log.Warn("listen for erasures and policy changes: reconnecting", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
 			return
