@@ -18,6 +18,7 @@ type config struct {
 	DatabaseURL     string
 	VaultAddr       string
 	VaultToken      string
+	Vault           vaultConfig
 	ListenAddr      string
 	Migrate         bool
 	LogFormat       string

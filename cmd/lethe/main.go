@@ -2,6 +2,8 @@
 //
 //	lethe serve      run the HTTP API
 //	lethe migrate    apply database migrations
+//	lethe subject    erase a data subject, legal holds, re-admission, key rotation
+//	lethe policy     protection policies
 //	lethe version    print the version
 //
 // Configuration comes from environment variables (LETHE_DATABASE_URL,
@@ -27,7 +29,7 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
@@ -42,6 +44,9 @@ const usage = `Lethe: a GDPR-compliant event store.
 Usage:
   lethe serve [flags]     run the HTTP API server
   lethe migrate [flags]   apply database migrations (--status: only report)
+  lethe subject ...       erase a data subject, legal holds, re-admission, key rotation
+  lethe policy ...        protection policies: fields that are always personal data
+  lethe erasures reapply  destroy erased subjects' keys again after a Vault restore
   lethe version           print the version
 
 Run "lethe COMMAND -h" for a command's flags. Every flag can also be set by
@@ -49,7 +54,7 @@ the environment variable shown in its help.
 `
 
 // run is main without the process: testable, and free of global state.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
@@ -60,6 +65,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, rest, getenv, stdout, stderr)
+	case "subject":
+		return runSubject(ctx, rest, getenv, stdin, stdout, stderr)
+	case "policy":
+		return runPolicy(ctx, rest, getenv, stdout, stderr)
+	case "erasures":
+		return runErasures(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "lethe", version)
 		return nil

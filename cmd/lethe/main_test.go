@@ -61,7 +61,7 @@ func TestRunVersion(t *testing.T) {
 	t.Parallel()
 	for _, arg := range []string{"version", "-version", "--version"} {
 		var stdout, stderr bytes.Buffer
-		if err := run(context.Background(), []string{arg}, env(nil), &stdout, &stderr); err != nil {
+		if err := run(context.Background(), []string{arg}, env(nil), nil, &stdout, &stderr); err != nil {
 			t.Fatalf("run(%s): got %v, want nil", arg, err)
 		}
 		if got, want := stdout.String(), "lethe dev\n"; got != want {
@@ -77,7 +77,7 @@ func TestRunHelp(t *testing.T) {
 	t.Parallel()
 	for _, arg := range []string{"help", "-h", "--help"} {
 		var stdout, stderr bytes.Buffer
-		if err := run(context.Background(), []string{arg}, env(nil), &stdout, &stderr); err != nil {
+		if err := run(context.Background(), []string{arg}, env(nil), nil, &stdout, &stderr); err != nil {
 			t.Fatalf("run(%s): got %v, want nil", arg, err)
 		}
 		if got, want := stdout.String(), usage; got != want {
@@ -102,7 +102,7 @@ func TestRunUsageErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), tt.args, env(nil), &stdout, &stderr)
+			err := run(context.Background(), tt.args, env(nil), nil, &stdout, &stderr)
 			if err == nil {
 				t.Fatalf("got nil, want an error %q", tt.wantErr)
 			}
@@ -146,7 +146,7 @@ func TestRunServeConfigErrors(t *testing.T) {
 				vars[k] = v
 			}
 			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), append([]string{"serve"}, tt.args...), env(vars), &stdout, &stderr)
+			err := run(context.Background(), append([]string{"serve"}, tt.args...), env(vars), nil, &stdout, &stderr)
 			if err == nil {
 				t.Fatalf("got nil, want an error containing %q", tt.wantErr)
 			}
@@ -160,7 +160,7 @@ func TestRunServeConfigErrors(t *testing.T) {
 func TestRunServeHelp(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"serve", "-h"}, env(nil), &stdout, &stderr)
+	err := run(context.Background(), []string{"serve", "-h"}, env(nil), nil, &stdout, &stderr)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("got %v, want flag.ErrHelp", err)
 	}
@@ -175,7 +175,7 @@ func TestRunNoDatabase(t *testing.T) {
 	t.Parallel()
 	for _, cmd := range [][]string{{"serve"}, {"migrate"}, {"migrate", "--status"}} {
 		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), cmd, env(nil), &stdout, &stderr)
+		err := run(context.Background(), cmd, env(nil), nil, &stdout, &stderr)
 		if err == nil {
 			t.Fatalf("%s: got nil, want an error", cmd)
 		}
@@ -203,7 +203,7 @@ func TestRunDatabaseURLErrorsHidePassword(t *testing.T) {
 			t.Run(tt.name+"/"+cmd, func(t *testing.T) {
 				t.Parallel()
 				var stdout, stderr bytes.Buffer
-				err := run(context.Background(), []string{cmd}, env(map[string]string{"LETHE_DATABASE_URL": tt.url}), &stdout, &stderr)
+				err := run(context.Background(), []string{cmd}, env(map[string]string{"LETHE_DATABASE_URL": tt.url}), nil, &stdout, &stderr)
 				if err == nil {
 					t.Fatalf("got nil, want an error")
 				}
@@ -229,7 +229,7 @@ func TestRunMigrate(t *testing.T) {
 
 	// A fresh database is not current.
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"migrate", "--status"}, vars, &stdout, &stderr)
+	err := run(ctx, []string{"migrate", "--status"}, vars, nil, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "lethe migrate") {
 		t.Errorf("status before migrate: got %v, want an error suggesting lethe migrate", err)
 	}
@@ -238,7 +238,7 @@ func TestRunMigrate(t *testing.T) {
 	}
 
 	stdout.Reset()
-	if err := run(ctx, []string{"migrate"}, vars, &stdout, &stderr); err != nil {
+	if err := run(ctx, []string{"migrate"}, vars, nil, &stdout, &stderr); err != nil {
 		t.Fatalf("migrate: %v; stderr %s", err, stderr.String())
 	}
 	if got, want := stdout.String(), fmt.Sprintf("migrated schema from version 0 to %d\n", latest); got != want {
@@ -246,7 +246,7 @@ func TestRunMigrate(t *testing.T) {
 	}
 
 	stdout.Reset()
-	if err := run(ctx, []string{"migrate", "--status"}, vars, &stdout, &stderr); err != nil {
+	if err := run(ctx, []string{"migrate", "--status"}, vars, nil, &stdout, &stderr); err != nil {
 		t.Fatalf("status after migrate: %v", err)
 	}
 	if got, want := stdout.String(), fmt.Sprintf("schema version %d, latest %d\n", latest, latest); got != want {
@@ -255,7 +255,7 @@ func TestRunMigrate(t *testing.T) {
 
 	// Migrating again changes nothing. The flag overrides the environment.
 	stdout.Reset()
-	if err := run(ctx, []string{"migrate", "--database-url", dbURL}, env(map[string]string{"LETHE_DATABASE_URL": "postgres://u@127.0.0.1:1/x"}), &stdout, &stderr); err != nil {
+	if err := run(ctx, []string{"migrate", "--database-url", dbURL}, env(map[string]string{"LETHE_DATABASE_URL": "postgres://u@127.0.0.1:1/x"}), nil, &stdout, &stderr); err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
 	if got, want := stdout.String(), fmt.Sprintf("schema is current (version %d)\n", latest); got != want {
@@ -268,7 +268,7 @@ func TestRunServeUnmigrated(t *testing.T) {
 	dbURL := testenv.Database(t)
 	ctx := testenv.Context(t)
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"serve", "--listen", "127.0.0.1:0"}, env(map[string]string{"LETHE_DATABASE_URL": dbURL}), &stdout, &stderr)
+	err := run(ctx, []string{"serve", "--listen", "127.0.0.1:0"}, env(map[string]string{"LETHE_DATABASE_URL": dbURL}), nil, &stdout, &stderr)
 	if err == nil {
 		t.Fatal("got nil, want an error")
 	}
@@ -293,7 +293,7 @@ func TestRunServe(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--migrate", "--listen", "127.0.0.1:0"},
-			env(map[string]string{"LETHE_DATABASE_URL": dbURL, "LETHE_SHUTDOWN_TIMEOUT": "5s"}), stdout, stderr)
+			env(map[string]string{"LETHE_DATABASE_URL": dbURL, "LETHE_SHUTDOWN_TIMEOUT": "5s"}), nil, stdout, stderr)
 	}()
 
 	var base string

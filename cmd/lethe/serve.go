@@ -18,7 +18,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var c config
 	f := newFlagSet("serve", getenv, stderr)
 	c.bindDatabase(f)
-	c.bindVault(f)
+	c.bindVaultAll(f)
 	c.bindLogging(f)
 	f.string(&c.ListenAddr, "listen", "LETHE_LISTEN_ADDR", "127.0.0.1:8080", "address to serve HTTP on")
 	f.bool(&c.Migrate, "migrate", "LETHE_MIGRATE", false, "apply database migrations before serving")
@@ -51,12 +51,31 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("database schema is at version %d, this lethe needs %d: run `lethe migrate` or serve with --migrate", current, latest)
 	}
 
-	store := postgres.New(pool, postgres.Options{Logger: log})
-	defer store.Close()
+	checks := []api.ReadinessCheck{}
+	if c.vaultConfigured() {
+		sh, err := openShredding(ctx, c, pool, log)
+		if err != nil {
+			return err
+		}
+		defer sh.Close()
+		go sh.watch(ctx, log)
+		checks = append(checks, api.ReadinessCheck{Name: "vault", Check: func(ctx context.Context) error {
+			if err := sh.keys.Health(ctx); err != nil {
+				log.Warn("vault health", "err", err)
+				return errors.New("Vault is unreachable, sealed or not initialised")
+			}
+			return nil
+		}})
+		log.Info("crypto-shredding on", "vault", c.VaultAddr, "mount", c.Vault.Mount, "prefix", c.Vault.Prefix)
+	} else {
+		log.Warn("crypto-shredding off: no Vault configured (LETHE_VAULT_ADDR); personal data cannot be accepted")
+		store := postgres.New(pool, postgres.Options{Logger: log})
+		defer store.Close()
+	}
 
 	handler := api.NewHandler(api.Options{
 		Logger: log,
-		Readiness: []api.ReadinessCheck{
+		Readiness: append([]api.ReadinessCheck{
 			{Name: "postgres", Check: func(ctx context.Context) error {
 				if err := pool.Ping(ctx); err != nil {
 					log.Warn("postgres ping", "err", err)
@@ -75,7 +94,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 				}
 				return nil
 			}},
-		},
+		}, checks...),
 	})
 	return serveHTTP(ctx, log, c, handler)
 }

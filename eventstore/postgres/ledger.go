@@ -321,3 +321,20 @@ func (l *Ledger) listenConn(ctx context.Context, onErasure func(keystore.Ref), o
 		}
 	}
 }
+
+// ErasedRefs returns every erased subject reference, oldest erasure first.
+func (l *Ledger) ErasedRefs(ctx context.Context) ([]keystore.Ref, error) {
+	rows, err := l.pool.Query(ctx, `SELECT subject_ref FROM erasures ORDER BY requested_at, erasure_id`)
+	if err != nil {
+		return nil, fmt.Errorf("erasure ledger: %w", err)
+	}
+	refs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("erasure ledger: %w", err)
+	}
+	out := make([]keystore.Ref, len(refs))
+	for i, r := range refs {
+		out[i] = keystore.Ref(r)
+	}
+	return out, nil
+}

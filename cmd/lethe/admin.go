@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/lethe-store/lethe/forgettable"
+)
+
+const subjectUsage = `Usage: lethe subject COMMAND --subject ID|- [flags]
+
+Commands (the subject id is read from standard input with --subject -, which
+keeps it out of shell history and process lists):
+  erase     forget the subject for good (GDPR Art. 17); prints the receipt
+  status    print the subject's erasure receipt, if any
+  hold      place a legal hold (the subject cannot be erased)
+  release   release the legal hold
+  readmit   let an erased subject have new personal data, under a new key
+  rotate    add a new version of the subject's key
+`
+
+func runSubject(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, subjectUsage)
+		return errors.New("no subject command given")
+	}
+	cmd := args[0]
+	var c config
+	var subject, actor, reason, legalBasis, requestID string
+	f := newFlagSet("subject "+cmd, getenv, stderr)
+	c.bindDatabase(f)
+	c.bindVaultAll(f)
+	f.fs.StringVar(&subject, "subject", "", "the subject id, or - to read it from standard input")
+	f.string(&actor, "actor", "LETHE_ACTOR", defaultActor(getenv), "who does this, for the ledger")
+	f.fs.StringVar(&reason, "reason", "", "why (no personal data here)")
+	f.fs.StringVar(&legalBasis, "legal-basis", "", "erase: the legal basis, e.g. \"GDPR Art. 17(1)(a)\"")
+	f.fs.StringVar(&requestID, "request-id", "", "erase: your reference of the request")
+	if err := f.parse(args[1:]); err != nil {
+		return err
+	}
+	if subject == "-" {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read the subject id: %w", err)
+		}
+		subject = strings.TrimRight(line, "\r\n")
+	}
+	if subject == "" {
+		return errors.New("no subject: give --subject ID or --subject - (and the id on standard input)")
+	}
+	log, _ := (&config{LogFormat: "text", LogLevel: "warn"}).logger(stderr)
+	pool, err := openPool(ctx, c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	sh, err := openShredding(ctx, c, pool, log)
+	if err != nil {
+		return err
+	}
+	defer sh.Close()
+	s := sh.store
+	switch cmd {
+	case "erase":
+		receipt, err := s.Forget(ctx, subject, forgettable.ErasureRequest{Actor: actor, RequestID: requestID, Reason: reason, LegalBasis: legalBasis})
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, receipt)
+	case "status":
+		e, ok, err := s.Erasure(ctx, subject)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			fmt.Fprintln(stdout, `{"status":"not erased"}`)
+			return nil
+		}
+		return printJSON(stdout, e)
+	case "hold", "release":
+		if err := s.SetHold(ctx, subject, cmd == "hold", actor, reason); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "legal hold %s\n", map[string]string{"hold": "placed", "release": "released"}[cmd])
+		return nil
+	case "readmit":
+		ref, err := s.Readmit(ctx, subject, actor, reason)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "re-admitted: new personal data goes under subject reference %s; erased data stays unreadable\n", ref)
+		return nil
+	case "rotate":
+		v, err := s.RotateKey(ctx, subject)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "key rotated: new data is sealed with version %d\n", v)
+		return nil
+	}
+	fmt.Fprint(stderr, subjectUsage)
+	return fmt.Errorf("unknown subject command %q", cmd)
+}
+
+const policyUsage = `Usage: lethe policy COMMAND [flags]
+
+Protection policies name the fields of an event type that are always
+personal data: appends of that type must say whose data it is.
+  list                               print every policy
+  get    --type T                    print one
+  put    --type T --paths /a,/b/c    create or replace
+  delete --type T                    remove
+`
+
+func runPolicy(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, policyUsage)
+		return errors.New("no policy command given")
+	}
+	cmd := args[0]
+	var c config
+	var eventType, paths, actor string
+	f := newFlagSet("policy "+cmd, getenv, stderr)
+	c.bindDatabase(f)
+	f.fs.StringVar(&eventType, "type", "", "event type")
+	f.fs.StringVar(&paths, "paths", "", "comma-separated JSON Pointers")
+	f.string(&actor, "actor", "LETHE_ACTOR", defaultActor(getenv), "who does this")
+	if err := f.parse(args[1:]); err != nil {
+		return err
+	}
+	pool, err := openPool(ctx, c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	ledger := postgresLedger(pool)
+	// Policies need no keys: a forgettable store without a key store
+	// validates and stores them.
+	s := forgettable.New(nil, nil, ledger, ledger, forgettable.Options{})
+	switch cmd {
+	case "list":
+		ps, err := ledger.ListPolicies(ctx)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, ps)
+	case "get":
+		p, err := ledger.Policy(ctx, eventType)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, p)
+	case "put":
+		if eventType == "" || paths == "" {
+			return errors.New("put needs --type and --paths")
+		}
+		p := forgettable.Policy{EventType: eventType, Paths: strings.Split(paths, ","), UpdatedBy: actor}
+		if err := s.PutPolicy(ctx, p); err != nil {
+			return err
+		}
+		p, err = ledger.Policy(ctx, eventType)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, p)
+	case "delete":
+		if err := s.DeletePolicy(ctx, eventType); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "policy for %s deleted\n", eventType)
+		return nil
+	}
+	fmt.Fprint(stderr, policyUsage)
+	return fmt.Errorf("unknown policy command %q", cmd)
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func defaultActor(getenv func(string) string) string {
+	if u := getenv("USER"); u != "" {
+		return "cli:" + u
+	}
+	if h, err := os.Hostname(); err == nil {
+		return "cli@" + h
+	}
+	return "cli"
+}
+
+const erasuresUsage = `Usage: lethe erasures reapply [flags]
+
+  reapply   destroy, again, the Vault key of every subject in the erasure
+            ledger. Run it after restoring Vault from a backup taken before
+            some erasures: the backup brings their keys back.
+`
+
+func runErasures(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "reapply" {
+		fmt.Fprint(stderr, erasuresUsage)
+		return errors.New("no erasures command given")
+	}
+	var c config
+	f := newFlagSet("erasures reapply", getenv, stderr)
+	c.bindDatabase(f)
+	c.bindVaultAll(f)
+	if err := f.parse(args[1:]); err != nil {
+		return err
+	}
+	log, _ := (&config{LogFormat: "text", LogLevel: "warn"}).logger(stderr)
+	pool, err := openPool(ctx, c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	sh, err := openShredding(ctx, c, pool, log)
+	if err != nil {
+		return err
+	}
+	defer sh.Close()
+	refs, err := sh.ledger.ErasedRefs(ctx)
+	if err != nil {
+		return err
+	}
+	resurrected := 0
+	for _, ref := range refs {
+		report, err := sh.keys.Destroy(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("after %d of %d: %w", resurrected, len(refs), err)
+		}
+		if !report.Verified {
+			return fmt.Errorf("subject %s: key still present after deletion", ref)
+		}
+		if report.Existed {
+			resurrected++
+			fmt.Fprintf(stdout, "destroyed a restored key: subject %s\n", ref)
+		}
+	}
+	fmt.Fprintf(stdout, "%d erasures checked, %d restored keys destroyed again\n", len(refs), resurrected)
+	return nil
+}
