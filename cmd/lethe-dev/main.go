@@ -68,11 +68,14 @@ PostgreSQL's server programs come from pg_config or /usr/lib/postgresql/*/bin
 // examples are the commands that the banner of "lethe-dev run" suggests;
 // LETHE_URL and LETHE_ADMIN_TOKEN are exported just above them. Add API
 // calls here as they appear.
-const examples = `# Is Lethe up?
+const examples = `# Is Lethe up? Ready (PostgreSQL, schema, Vault)?
 curl -s "$LETHE_URL/healthz"
-
-# Is it ready (PostgreSQL reachable, schema current)?
 curl -s "$LETHE_URL/readyz"
+
+# The admin commands, with this deployment's settings:
+. .lethe/env
+bin/lethe policy put --type lead-initialized --paths /first-name,/last-name,/phone-number
+echo casey.davis@example.com | bin/lethe subject erase --subject - --legal-basis 'GDPR Art. 17(1)(a)'
 `
 
 // stopTimeout bounds stopping all services.
@@ -340,13 +343,24 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return err
 	}
 
-	env := append(os.Environ(),
-		"LETHE_DATABASE_URL="+pg.URL("lethe"),
-		"LETHE_VAULT_ADDR="+vault.Addr(),
-		"LETHE_VAULT_TOKEN="+vault.RootToken(),
-		"LETHE_LISTEN_ADDR="+listen,
-		"LETHE_ADMIN_TOKEN="+st.AdminToken,
-	)
+	lethEnv := []string{
+		"LETHE_DATABASE_URL=" + pg.URL("lethe"),
+		"LETHE_VAULT_ADDR=" + vault.Addr(),
+		"LETHE_VAULT_TOKEN=" + vault.RootToken(),
+		"LETHE_LISTEN_ADDR=" + listen,
+		"LETHE_ADMIN_TOKEN=" + st.AdminToken,
+	}
+	env := append(os.Environ(), lethEnv...)
+	// The same settings for the admin commands in another terminal
+	// (`. .lethe/env; bin/lethe policy list`).
+	var envFile strings.Builder
+	for _, kv := range lethEnv {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&envFile, "export %s='%s'\n", k, v)
+	}
+	if err := os.WriteFile(filepath.Join(stateDir, "env"), []byte(envFile.String()), 0o600); err != nil {
+		return err
+	}
 
 	fmt.Fprintf(progress, "applying database migrations (%s migrate)\n", filepath.Base(lethe))
 	migrate := exec.CommandContext(ctx, lethe, "migrate")
