@@ -2,6 +2,7 @@ package forgettable
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -67,7 +68,11 @@ type fieldLocation struct {
 }
 
 func associatedData(loc fieldLocation, refBytes []byte, version int) []byte {
-	ad := make([]byte, 0, 8+2+len(loc.streamID)+16+2+len(loc.path)+len(refBytes)+4)
+	return appendAssociatedData(make([]byte, 0, 8+2+len(loc.streamID)+16+2+len(loc.path)+len(refBytes)+4), loc, refBytes, version)
+}
+
+// appendAssociatedData appends a field's associated data to ad.
+func appendAssociatedData(ad []byte, loc fieldLocation, refBytes []byte, version int) []byte {
 	ad = append(ad, "lethe:v1"...)
 	ad = binary.BigEndian.AppendUint16(ad, uint16(len(loc.streamID)))
 	ad = append(ad, loc.streamID...)
@@ -163,16 +168,31 @@ func decodeEnvelopeBytes(s []byte) (envelope, error) {
 	return e, nil
 }
 
-// open decrypts an envelope with its key, checking it belongs at loc.
-func (e envelope) open(key keystore.Key, loc fieldLocation) ([]byte, error) {
+// newAEAD returns the AEAD of a key. It is safe for concurrent use.
+func newAEAD(key keystore.Key) (cipher.AEAD, error) {
 	material := key.Material()
 	aead, err := chacha20poly1305.NewX(material[:])
 	if err != nil {
-		return nil, fmt.Errorf("open: %w", err)
+		return nil, fmt.Errorf("key %s: %w", key.Ref(), err)
 	}
-	plain, err := aead.Open(nil, e.nonce[:], e.ciphertext, associatedData(loc, e.refBytes[:], e.keyVersion))
+	return aead, nil
+}
+
+// open decrypts an envelope with its key, checking it belongs at loc.
+func (e envelope) open(key keystore.Key, loc fieldLocation) ([]byte, error) {
+	aead, err := newAEAD(key)
 	if err != nil {
-		return nil, fmt.Errorf("field %s: %w", loc.path, ErrTampered)
+		return nil, err
 	}
-	return plain, nil
+	return e.openInto(nil, aead, associatedData(loc, e.refBytes[:], e.keyVersion), loc.path)
+}
+
+// openInto decrypts the envelope, appending the plaintext to dst, with the
+// field's associated data ad.
+func (e envelope) openInto(dst []byte, aead cipher.AEAD, ad []byte, path string) ([]byte, error) {
+	out, err := aead.Open(dst, e.nonce[:], e.ciphertext, ad)
+	if err != nil {
+		return nil, fmt.Errorf("field %s: %w", path, ErrTampered)
+	}
+	return out, nil
 }

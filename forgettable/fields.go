@@ -2,6 +2,7 @@ package forgettable
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,6 +136,9 @@ func fieldKeys(data []byte) ([]keyRequest, error) {
 // field must be redacted (reason != ""), or an error (never a redaction).
 type keySource func(ref keystore.Ref, version int) (key keystore.Key, reason string, err error)
 
+// aeadSource is keySource with the key's AEAD ready.
+type aeadSource func(ref keystore.Ref, version int) (aead cipher.AEAD, reason string, err error)
+
 // openData replaces every sealed field of stored data with its plaintext
 // value, or with null and a Redaction. Data without sealed fields is
 // returned as is.
@@ -143,20 +147,29 @@ func openData(data []byte, streamID string, eventID [16]byte, keys keySource) ([
 	if err != nil {
 		return nil, nil, err
 	}
-	return openSpans(data, spans, streamID, eventID, keys)
+	return openSpans(data, spans, streamID, eventID, func(ref keystore.Ref, version int) (cipher.AEAD, string, error) {
+		k, reason, err := keys(ref, version)
+		if err != nil || reason != "" {
+			return nil, reason, err
+		}
+		aead, err := newAEAD(k)
+		return aead, "", err
+	})
 }
 
-// openSpans is openData for data already parsed: one scan, and the
-// decrypted values (compact JSON) spliced in place of the envelopes.
-func openSpans(data []byte, spans []sealedSpan, streamID string, eventID [16]byte, keys keySource) ([]byte, []Redaction, error) {
+// openSpans is openData for data already parsed: the decrypted values
+// (compact JSON) are spliced in place of the envelopes, decrypted straight
+// into the output.
+func openSpans(data []byte, spans []sealedSpan, streamID string, eventID [16]byte, aeads aeadSource) ([]byte, []Redaction, error) {
 	if len(spans) == 0 {
 		return data, nil, nil
 	}
 	var redacted []Redaction
 	out := make([]byte, 0, len(data))
+	var ad []byte
 	last := 0
 	for _, sp := range spans {
-		key, reason, err := keys(sp.env.ref, sp.env.keyVersion)
+		aead, reason, err := aeads(sp.env.ref, sp.env.keyVersion)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -167,12 +180,11 @@ func openSpans(data []byte, spans []sealedSpan, streamID string, eventID [16]byt
 			redacted = append(redacted, Redaction{Path: sp.path, Reason: reason})
 			continue
 		}
-		plain, err := sp.env.open(key, fieldLocation{streamID: streamID, eventID: eventID, path: sp.path})
-		if err != nil {
+		ad = appendAssociatedData(ad[:0], fieldLocation{streamID: streamID, eventID: eventID, path: sp.path}, sp.env.refBytes[:], sp.env.keyVersion)
+		// The AEAD authenticates the plaintext: the sealer's compact JSON.
+		if out, err = sp.env.openInto(out, aead, ad, sp.path); err != nil {
 			return nil, nil, err
 		}
-		// The AEAD authenticated the plaintext: the sealer's compact JSON.
-		out = append(out, plain...)
 	}
 	out = append(out, data[last:]...)
 	sort.Slice(redacted, func(i, j int) bool { return redacted[i].Path < redacted[j].Path })

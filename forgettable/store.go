@@ -2,6 +2,7 @@ package forgettable
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -496,54 +497,70 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions, acc
 // without an erasure record: never a redaction.
 func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, access Access) ([]RecordedEvent, error) {
 	out := make([]RecordedEvent, len(events))
-	erased := map[keystore.Ref]bool{}
 	spans := make([][]sealedSpan, len(events))
-	var need []keyRequest
-	seen := map[keyRequest]bool{}
-	for i, e := range events {
+	// Parsing and decrypting are CPU work: both passes spread large pages
+	// over the cores.
+	err := parallel(len(events), func(i int) error {
+		e := events[i]
 		out[i].RecordedEvent = e
-		for _, r := range e.ErasedRefs {
-			erased[keystore.Ref(r)] = true
-		}
 		if len(e.SubjectRefs) == 0 {
-			continue
+			return nil
 		}
 		var err error
 		if spans[i], err = parseSealed(e.Data); err != nil {
-			return nil, fmt.Errorf("event %s: %w", e.ID, err)
+			return fmt.Errorf("event %s: %w", e.ID, err)
 		}
-		if access != Personal {
-			continue
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	erased := map[keystore.Ref]bool{}
+	for _, e := range events {
+		for _, r := range e.ErasedRefs {
+			erased[keystore.Ref(r)] = true
 		}
-		for _, sp := range spans[i] {
-			r := keyRequest{ref: sp.env.ref, version: sp.env.keyVersion}
-			if !seen[r] && !slices.Contains(e.ErasedRefs, string(r.ref)) {
-				seen[r] = true
-				need = append(need, r)
+	}
+	var need []keyRequest
+	if access == Personal {
+		seen := map[keyRequest]bool{}
+		for i := range events {
+			for _, sp := range spans[i] {
+				r := keyRequest{ref: sp.env.ref, version: sp.env.keyVersion}
+				if !seen[r] && !erased[r.ref] {
+					seen[r] = true
+					need = append(need, r)
+				}
 			}
 		}
 	}
-	// A key needed by one event may belong to a subject another event
-	// already reports erased.
-	need = slices.DeleteFunc(need, func(r keyRequest) bool { return erased[r.ref] })
 	keys, err := s.fetchKeys(ctx, need, erased)
 	if err != nil {
 		return nil, err
 	}
-	source := func(ref keystore.Ref, version int) (keystore.Key, string, error) {
+	aeads := make(map[keyRequest]cipher.AEAD, len(keys))
+	for r, k := range keys {
+		if aeads[r], err = newAEAD(k); err != nil {
+			return nil, err
+		}
+	}
+	source := func(ref keystore.Ref, version int) (cipher.AEAD, string, error) {
 		if erased[ref] {
-			return keystore.Key{}, ReasonForgotten, nil
+			return nil, ReasonForgotten, nil
 		}
 		if access != Personal {
-			return keystore.Key{}, ReasonRestricted, nil
+			return nil, ReasonRestricted, nil
 		}
-		k, ok := keys[keyRequest{ref, version}]
+		a, ok := aeads[keyRequest{ref, version}]
 		if !ok {
-			return keystore.Key{}, "", fmt.Errorf("no key fetched for %s v%d", ref, version)
+			return nil, "", fmt.Errorf("no key fetched for %s v%d", ref, version)
 		}
-		return k, "", nil
+		return a, "", nil
 	}
-	open := func(i int) error {
+	err = parallel(len(events), func(i int) error {
+		if len(spans[i]) == 0 {
+			return nil
+		}
 		e := events[i]
 		data, redacted, err := openSpans(e.Data, spans[i], e.StreamID, e.ID, source)
 		if err != nil {
@@ -552,16 +569,24 @@ func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, acc
 		out[i].Data = json.RawMessage(data)
 		out[i].Redacted = redacted
 		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	// Decryption is CPU work: spread large pages over the cores.
-	workers := min(runtime.GOMAXPROCS(0), len(events)/64)
+	return out, nil
+}
+
+// parallel runs fn(0..n-1), on several goroutines when n is large enough to
+// pay for them, and returns the errors joined.
+func parallel(n int, fn func(i int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), n/64)
 	if workers < 2 {
-		for i := range events {
-			if err := open(i); err != nil {
-				return nil, err
+		for i := range n {
+			if err := fn(i); err != nil {
+				return err
 			}
 		}
-		return out, nil
+		return nil
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
@@ -569,8 +594,8 @@ func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, acc
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(events); i += workers {
-				if err := open(i); err != nil {
+			for i := w; i < n; i += workers {
+				if err := fn(i); err != nil {
 					errs[w] = err
 					return
 				}
@@ -578,10 +603,7 @@ func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, acc
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return errors.Join(errs...)
 }
 
 // fetchKeys gets the keys of need concurrently. A key the key store does

@@ -236,7 +236,7 @@ func scanRaw(ctx context.Context, b *bench, sql string) (int, error) {
 			data, metaRaw json.RawMessage
 			at            time.Time
 		)
-		if err := rows.Scan(&stream, &version, &pos, &id, &typ, &data, &metaRaw, &at); err != nil {
+		if err := rows.Scan(&stream, &version, &pos, &id, &typ, (*[]byte)(&data), (*[]byte)(&metaRaw), &at); err != nil {
 			return n, err
 		}
 		n++

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -48,6 +49,7 @@ type options struct {
 	duration    time.Duration
 	scanEvents  int
 	quick       bool
+	cpuProfile  string
 }
 
 // figure is one measured result.
@@ -89,6 +91,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "how long each throughput figure is measured")
 	fs.IntVar(&o.scanEvents, "scan-events", 1_000_000, "events in the $all scan")
 	fs.BoolVar(&o.quick, "quick", false, "small sizes and short runs: a smoke test, not figures to keep")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark process to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,6 +101,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var err error
 	if o.only, err = regexp.Compile(only); err != nil {
 		return fmt.Errorf("-run: %w", err)
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	serverURL := o.databaseURL
