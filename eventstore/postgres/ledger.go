@@ -162,7 +162,7 @@ FROM erasures e LEFT JOIN erasure_completions c USING (erasure_id) WHERE e.subje
 func (l *Ledger) Affected(ctx context.Context, ref keystore.Ref) (streams, events int64, err error) {
 	err = l.pool.QueryRow(ctx, `
 SELECT count(DISTINCT stream_id), count(*) FROM events
-WHERE subject_refs <> '{}' AND subject_refs @> ARRAY[$1]::text[]`, string(ref)).Scan(&streams, &events)
+WHERE subject_refs IS NOT NULL AND subject_refs <> '{}' AND subject_refs @> ARRAY[$1]::text[]`, string(ref)).Scan(&streams, &events)
 	if err != nil {
 		return 0, 0, fmt.Errorf("count events of subject: %w", err)
 	}

@@ -92,7 +92,7 @@ WITH cur AS (
     WHERE $2::bigint = -2 OR ($2::bigint = -3 AND v >= 0) OR v = $2::bigint
 ), ins AS (
     INSERT INTO events (position, stream_id, version, event_id, type, data, metadata, subject_refs)
-    SELECT ok.base + e.ord - 1, $1, ok.v + e.ord, e.id, e.type, e.data, e.meta, string_to_array(e.refs, ',')
+    SELECT ok.base + e.ord - 1, $1, ok.v + e.ord, e.id, e.type, e.data, e.meta, string_to_array(NULLIF(e.refs, ''), ',')
     FROM ok, unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[], $7::text[]) WITH ORDINALITY AS e(id, type, data, meta, refs, ord)
     RETURNING version, position
 )
@@ -134,11 +134,10 @@ func newAppendArgs(events []eventstore.EventData) (appendArgs, error) {
 		if len(e.Metadata) == 0 {
 			a.meta[i] = emptyObject
 		}
-		a.refs[i] = e.SubjectRefs
-		if a.refs[i] == nil {
-			a.refs[i] = []string{}
+		if len(e.SubjectRefs) > 0 { // else nil: stored as NULL (migrations/003)
+			a.refs[i] = e.SubjectRefs
+			anyRefs = true
 		}
-		anyRefs = anyRefs || len(e.SubjectRefs) > 0
 	}
 	a.refsJoined = make([]string, len(events))
 	if anyRefs {
@@ -410,7 +409,7 @@ func (s *Store) conflict(ctx context.Context, streamID string, expected eventsto
 // ledger in the same statement, so that a read never serves a subject's data
 // once its erasure has committed, whatever the caches of this process say.
 const eventColumns = `stream_id, version, position, event_id, type, data, metadata, recorded_at, subject_refs,
-    CASE WHEN subject_refs = '{}' THEN subject_refs
+    CASE WHEN subject_refs IS NULL OR subject_refs = '{}' THEN NULL
          ELSE ARRAY(SELECT x.subject_ref FROM erasures x WHERE x.subject_ref = ANY (subject_refs)) END AS erased_refs`
 
 func scanEvent(row pgx.Row) (eventstore.RecordedEvent, error) {

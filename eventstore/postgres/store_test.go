@@ -345,3 +345,31 @@ func TestPositionsAreJSONSafe(t *testing.T) {
 	b, _ := json.Marshal(res)
 	t.Logf("append result: %s", b)
 }
+
+// Events without personal data store NULL, not an empty array, on every
+// append path (one event, a few, a COPY batch): it keeps rows and WAL small.
+func TestNoSubjectRefsStoredAsNull(t *testing.T) {
+	t.Parallel()
+	s := MustOpenStore(t)
+	ctx := testenv.Context(t)
+	for i, n := range []int{1, 3, 12} {
+		evs := make([]eventstore.EventData, n)
+		for k := range evs {
+			evs[k] = eventstoretest.Event("plain")
+		}
+		if _, err := s.AppendToStream(ctx, fmt.Sprintf("plain-%d", i), eventstore.NoStream, evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var notNull int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE subject_refs IS NOT NULL`).Scan(&notNull); err != nil {
+		t.Fatal(err)
+	}
+	if notNull != 0 {
+		t.Fatalf("%d events without personal data store a non-NULL subject_refs", notNull)
+	}
+	evs, err := s.ReadStream(ctx, "plain-2", eventstore.ReadStreamOptions{})
+	if err != nil || len(evs) != 12 || evs[0].SubjectRefs != nil || evs[0].ErasedRefs != nil {
+		t.Fatalf("read back: %d events, refs %v erased %v, err %v", len(evs), evs[0].SubjectRefs, evs[0].ErasedRefs, err)
+	}
+}
