@@ -3,13 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
+	"github.com/lethe-store/lethe/keystore"
 	"github.com/lethe-store/lethe/keystore/vault"
 )
 
@@ -113,5 +116,28 @@ func TestSubjectAndPolicyCommands(t *testing.T) {
 	}
 	if _, err := cli("", "policy", "get", "--type", "lead-initialized"); err == nil {
 		t.Fatal("deleted policy still there")
+	}
+}
+
+// Vault down: the admin commands fail fast and say so, instead of waiting
+// through the Vault client's default retries.
+func TestVaultDownFailsFast(t *testing.T) {
+	t.Parallel()
+	ctx := testenv.Context(t)
+	vars := env(map[string]string{
+		"LETHE_DATABASE_URL": testenv.MigratedDatabase(t),
+		"LETHE_VAULT_ADDR":   "http://127.0.0.1:1", "LETHE_VAULT_TOKEN": "t",
+	})
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	err := run(ctx, []string{"subject", "rotate", "--subject", "x@example.com"}, vars, nil, &stdout, &stderr)
+	if err == nil || !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("err = %v, want keystore.ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v to report Vault down, want a few seconds at most", d)
+	}
+	if strings.Contains(err.Error(), "x@example.com") {
+		t.Errorf("the error names the subject: %v", err)
 	}
 }

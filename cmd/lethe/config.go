@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,6 +52,17 @@ func (f *envFlags) bool(p *bool, name, env string, def bool, help string) {
 		f.err = errors.Join(f.err, fmt.Errorf("$%s: want true or false", env))
 	}
 	f.fs.BoolVar(p, name, def, help+" ($"+env+")")
+}
+
+func (f *envFlags) int(p *int, name, env string, def int, help string) {
+	if v := f.getenv(env); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.err = errors.Join(f.err, fmt.Errorf("$%s: want a whole number", env))
+		}
+		def = n
+	}
+	f.fs.IntVar(p, name, def, help+" ($"+env+")")
 }
 
 func (f *envFlags) duration(p *time.Duration, name, env string, def time.Duration, help string) {

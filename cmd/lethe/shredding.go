@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -16,6 +17,8 @@ import (
 
 // vaultConfig is how Lethe reaches Vault.
 type vaultConfig struct {
+	Timeout          time.Duration
+	MaxRetries       int
 	Addr, Token      string
 	RoleID, SecretID string
 	AppRoleMount     string
@@ -29,6 +32,8 @@ func (c *config) bindVaultAll(f *envFlags) {
 	f.string(&c.Vault.AppRoleMount, "vault-approle-mount", "LETHE_VAULT_APPROLE_MOUNT", vault.DefaultAppRoleMount, "AppRole auth mount path")
 	f.string(&c.Vault.Mount, "vault-mount", "LETHE_VAULT_MOUNT", vault.DefaultMount, "KV version 2 mount that holds the subject keys")
 	f.string(&c.Vault.Prefix, "vault-prefix", "LETHE_VAULT_PREFIX", vault.DefaultPrefix, "path prefix of Lethe's secrets in that mount")
+	f.duration(&c.Vault.Timeout, "vault-timeout", "LETHE_VAULT_TIMEOUT", 5*time.Second, "timeout of one Vault request")
+	f.int(&c.Vault.MaxRetries, "vault-max-retries", "LETHE_VAULT_MAX_RETRIES", 1, "retries of a failed Vault request (fail fast: an outage is an error to the caller, not a wait)")
 }
 
 // vaultConfigured reports whether crypto-shredding is configured.
@@ -47,6 +52,8 @@ func openKeyStore(ctx context.Context, c config, log *slog.Logger) (*vault.Store
 		return nil, fmt.Errorf("vault client configuration: %w", vc.Error)
 	}
 	vc.Address = c.VaultAddr
+	vc.Timeout = c.Vault.Timeout
+	vc.MaxRetries = c.Vault.MaxRetries
 	client, err := vaultapi.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
