@@ -164,24 +164,32 @@ func (s *scanner) object() error {
 		}
 		s.i++
 		s.skipSpace()
-		if err := s.value(); err != nil {
+		if done, err := s.member('}'); done || err != nil {
+			s.path = s.path[:base]
 			return err
 		}
-		s.skipSpace()
-		if s.i >= len(s.b) {
-			return errBadJSON
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			s.path = s.path[:base]
-			return nil
-		default:
-			return errBadJSON
-		}
 	}
+}
+
+// member scans a value of an object or array and the separator after it;
+// done is true at the container's closing byte.
+func (s *scanner) member(closing byte) (done bool, err error) {
+	if err := s.value(); err != nil {
+		return false, err
+	}
+	s.skipSpace()
+	if s.i >= len(s.b) {
+		return false, errBadJSON
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		return false, nil
+	case closing:
+		s.i++
+		return true, nil
+	}
+	return false, errBadJSON
 }
 
 func (s *scanner) array() error {
@@ -196,22 +204,9 @@ func (s *scanner) array() error {
 		s.path = append(s.path[:base], '/')
 		s.path = strconv.AppendInt(s.path, int64(n), 10)
 		s.skipSpace()
-		if err := s.value(); err != nil {
-			return err
-		}
-		s.skipSpace()
-		if s.i >= len(s.b) {
-			return errBadJSON
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case ']':
-			s.i++
+		if done, err := s.member(']'); done || err != nil {
 			s.path = s.path[:base]
-			return nil
-		default:
-			return errBadJSON
+			return err
 		}
 	}
 }

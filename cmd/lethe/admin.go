@@ -54,6 +54,14 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 	if subject == "" {
 		return errors.New("no subject: give --subject ID or --subject - (and the id on standard input)")
 	}
+	return withShredding(ctx, c, stderr, func(sh *shredding) error {
+		return subjectCommand(ctx, cmd, sh.store, subject, actor, reason, legalBasis, requestID, stdout, stderr)
+	})
+}
+
+// withShredding runs fn with the database and Vault of c, for the admin
+// commands.
+func withShredding(ctx context.Context, c config, stderr io.Writer, fn func(*shredding) error) error {
 	log, _ := (&config{LogFormat: "text", LogLevel: "warn"}).logger(stderr)
 	pool, err := openPool(ctx, c.DatabaseURL)
 	if err != nil {
@@ -65,7 +73,10 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	defer sh.Close()
-	s := sh.store
+	return fn(sh)
+}
+
+func subjectCommand(ctx context.Context, cmd string, s *forgettable.Store, subject, actor, reason, legalBasis, requestID string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "erase":
 		receipt, err := s.Forget(ctx, subject, forgettable.ErasureRequest{Actor: actor, RequestID: requestID, Reason: reason, LegalBasis: legalBasis})
@@ -215,17 +226,10 @@ func runErasures(ctx context.Context, args []string, getenv func(string) string,
 	if err := f.parse(args[1:]); err != nil {
 		return err
 	}
-	log, _ := (&config{LogFormat: "text", LogLevel: "warn"}).logger(stderr)
-	pool, err := openPool(ctx, c.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	sh, err := openShredding(ctx, c, pool, log)
-	if err != nil {
-		return err
-	}
-	defer sh.Close()
+	return withShredding(ctx, c, stderr, func(sh *shredding) error { return reapplyErasures(ctx, sh, stdout) })
+}
+
+func reapplyErasures(ctx context.Context, sh *shredding, stdout io.Writer) error {
 	refs, err := sh.ledger.ErasedRefs(ctx)
 	if err != nil {
 		return err
