@@ -84,35 +84,56 @@ func appendAssociatedData(ad []byte, loc fieldLocation, refBytes []byte, version
 	return ad
 }
 
-// seal encrypts a JSON value under key, bound to loc, and returns the
-// envelope string.
-func seal(key keystore.Key, loc fieldLocation, plaintext []byte) (string, error) {
-	material := key.Material()
-	aead, err := chacha20poly1305.NewX(material[:])
+// sealer seals fields under one key: the AEAD and the nonce subkey are
+// derived once.
+type sealer struct {
+	key      keystore.Key
+	aead     cipher.AEAD
+	nonceKey []byte
+	refBytes []byte
+}
+
+func newSealer(key keystore.Key) (*sealer, error) {
+	aead, err := newAEAD(key)
 	if err != nil {
-		return "", fmt.Errorf("seal: %w", err)
+		return nil, err
 	}
 	refBytes := key.Ref().Bytes()
 	if refBytes == nil {
-		return "", fmt.Errorf("seal: %w", keystore.ErrInvalidRef)
+		return nil, fmt.Errorf("seal: %w", keystore.ErrInvalidRef)
 	}
-	buf := make([]byte, 0, keystore.RefSize+binary.MaxVarintLen64+aead.NonceSize()+len(plaintext)+aead.Overhead())
-	buf = append(buf, refBytes...)
-	buf = binary.AppendUvarint(buf, uint64(key.Version()))
+	material := key.Material()
+	sub := hmac.New(sha256.New, material[:])
+	sub.Write([]byte("lethe:v1 nonce key"))
+	return &sealer{key: key, aead: aead, nonceKey: sub.Sum(nil), refBytes: refBytes}, nil
+}
+
+// seal encrypts a JSON value, bound to loc, and returns the envelope string.
+func (s *sealer) seal(loc fieldLocation, plaintext []byte) (string, error) {
+	buf := make([]byte, 0, keystore.RefSize+binary.MaxVarintLen64+s.aead.NonceSize()+len(plaintext)+s.aead.Overhead())
+	buf = append(buf, s.refBytes...)
+	buf = binary.AppendUvarint(buf, uint64(s.key.Version()))
 	nonceAt := len(buf)
-	ad := associatedData(loc, refBytes, key.Version())
-	buf = append(buf, syntheticNonce(material, ad, plaintext)...)
-	buf = aead.Seal(buf, buf[nonceAt:], plaintext, ad)
+	ad := associatedData(loc, s.refBytes, s.key.Version())
+	buf = append(buf, s.syntheticNonce(ad, plaintext)...)
+	buf = s.aead.Seal(buf, buf[nonceAt:], plaintext, ad)
 	return EnvelopePrefix + base64.RawURLEncoding.EncodeToString(buf), nil
 }
 
-// syntheticNonce derives a field's nonce from its key, associated data and
+// seal encrypts a JSON value under key, bound to loc.
+func seal(key keystore.Key, loc fieldLocation, plaintext []byte) (string, error) {
+	s, err := newSealer(key)
+	if err != nil {
+		return "", err
+	}
+	return s.seal(loc, plaintext)
+}
+
+// syntheticNonce derives a field's nonce from the associated data and the
 // plaintext (SIV): HMAC-SHA256 under a subkey of the data key, so that the
 // nonce reveals nothing and the AEAD key is used for nothing else.
-func syntheticNonce(material [keystore.KeySize]byte, ad, plaintext []byte) []byte {
-	sub := hmac.New(sha256.New, material[:])
-	sub.Write([]byte("lethe:v1 nonce key"))
-	mac := hmac.New(sha256.New, sub.Sum(nil))
+func (s *sealer) syntheticNonce(ad, plaintext []byte) []byte {
+	mac := hmac.New(sha256.New, s.nonceKey)
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(ad)))
 	mac.Write(n[:])

@@ -92,6 +92,12 @@ func sealData(data []byte, streamID string, eventID [16]byte, fields []sealField
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
+	return sealDoc(doc, streamID, eventID, fields, map[keyRequest]*sealer{})
+}
+
+// sealDoc is sealData on decoded data, which it changes in place. sealers
+// caches a sealer per key across the events of an append.
+func sealDoc(doc any, streamID string, eventID [16]byte, fields []sealField, sealers map[keyRequest]*sealer) ([]byte, error) {
 	if err := checkReserved(doc, nil); err != nil {
 		return nil, err
 	}
@@ -104,7 +110,15 @@ func sealData(data []byte, streamID string, eventID [16]byte, fields []sealField
 		if err != nil {
 			return nil, err
 		}
-		env, err := seal(f.key, fieldLocation{streamID: streamID, eventID: eventID, path: f.path.String()}, plain)
+		kr := keyRequest{ref: f.key.Ref(), version: f.key.Version()}
+		sl := sealers[kr]
+		if sl == nil {
+			if sl, err = newSealer(f.key); err != nil {
+				return nil, err
+			}
+			sealers[kr] = sl
+		}
+		env, err := sl.seal(fieldLocation{streamID: streamID, eventID: eventID, path: f.path.String()}, plain)
 		if err != nil {
 			return nil, err
 		}

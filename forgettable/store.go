@@ -220,6 +220,9 @@ type plannedField struct {
 type plan struct {
 	subjects []string // distinct subject ids of the append
 	fields   [][]plannedField
+	// docs are the events' decoded data, handed once to sealAll (sealing
+	// changes them: a retry decodes again).
+	docs []any
 }
 
 // planAppend works out which fields of which events to seal for whom,
@@ -228,6 +231,7 @@ func (s *Store) planAppend(ctx context.Context, events []Event) (plan, error) {
 	var p plan
 	index := map[string]int{}
 	p.fields = make([][]plannedField, len(events))
+	p.docs = make([]any, len(events))
 	for i, e := range events {
 		var ptrs []pointer
 		declared := map[int]bool{}
@@ -235,6 +239,7 @@ func (s *Store) planAppend(ctx context.Context, events []Event) (plan, error) {
 		if err != nil {
 			return p, &eventstore.InvalidEventError{Index: i, Reason: "data is not valid JSON"}
 		}
+		p.docs[i] = doc
 		for _, pd := range e.PersonalData {
 			if err := keystore.ValidateSubject(pd.Subject); err != nil {
 				return p, fmt.Errorf("event %d: %w", i, err)
@@ -417,14 +422,23 @@ func (s *Store) sealAll(ctx context.Context, streamID string, events []Event, p 
 		keys[i] = k
 	}
 	out := make([]eventstore.EventData, len(events))
+	sealers := map[keyRequest]*sealer{}
 	for i, e := range events {
 		out[i] = e.EventData
+		doc := p.docs[i]
+		p.docs[i] = nil
 		if len(p.fields[i]) == 0 {
 			if err := checkNoReserved(e.Data); err != nil {
 				return nil, &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
 			}
 			out[i].SubjectRefs = nil
 			continue
+		}
+		if doc == nil { // a retry: the first attempt sealed the decoded data
+			var err error
+			if doc, err = decodeJSON(e.Data); err != nil {
+				return nil, &eventstore.InvalidEventError{Index: i, Reason: "data is not valid JSON"}
+			}
 		}
 		fields := make([]sealField, len(p.fields[i]))
 		var subjectRefs []string
@@ -434,7 +448,7 @@ func (s *Store) sealAll(ctx context.Context, streamID string, events []Event, p 
 				subjectRefs = append(subjectRefs, r)
 			}
 		}
-		sealed, err := sealData(e.Data, streamID, e.ID, fields)
+		sealed, err := sealDoc(doc, streamID, e.ID, fields, sealers)
 		if err != nil {
 			if errors.Is(err, ErrReservedValue) {
 				return nil, &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
