@@ -168,8 +168,9 @@ func (s *Store) policyPaths(ctx context.Context, eventType string) ([]pointer, e
 	return paths, nil
 }
 
-// PutPolicy validates and stores a protection policy.
-func (s *Store) PutPolicy(ctx context.Context, p Policy) error {
+// ValidatePolicy checks a protection policy: an event type, at least one
+// path, valid JSON Pointers that do not overlap.
+func ValidatePolicy(p Policy) error {
 	if p.EventType == "" || len(p.Paths) == 0 {
 		return fmt.Errorf("%w: a policy needs an event type and at least one path", ErrInvalidDeclaration)
 	}
@@ -181,7 +182,12 @@ func (s *Store) PutPolicy(ctx context.Context, p Policy) error {
 		}
 		ptrs = append(ptrs, ptr)
 	}
-	if err := checkOverlaps(ptrs); err != nil {
+	return checkOverlaps(ptrs)
+}
+
+// PutPolicy validates and stores a protection policy.
+func (s *Store) PutPolicy(ctx context.Context, p Policy) error {
+	if err := ValidatePolicy(p); err != nil {
 		return err
 	}
 	if err := s.policies.PutPolicy(ctx, p); err != nil {
@@ -779,9 +785,11 @@ func (s *Store) appendErasureRecord(ctx context.Context, e Erasure, c ErasureCom
 	return err
 }
 
-// Erasure returns a subject's erasure, if any.
+// Erasure returns the erasure of a subject's current reference, if any.
 func (s *Store) Erasure(ctx context.Context, subject string) (Erasure, bool, error) {
-	ref, err := s.keys.SubjectRef(ctx, subject)
+	// The current generation: after a re-admission, the earlier erasure is
+	// history, not the subject's status.
+	ref, err := s.currentRef(ctx, subject)
 	if err != nil {
 		return Erasure{}, false, err
 	}

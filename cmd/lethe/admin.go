@@ -150,10 +150,9 @@ func runPolicy(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	defer pool.Close()
+	// Policies need no keys: validate, then store. Running servers drop
+	// their cached policy when the change is announced.
 	ledger := postgresLedger(pool)
-	// Policies need no keys: a forgettable store without a key store
-	// validates and stores them.
-	s := forgettable.New(nil, nil, ledger, ledger, forgettable.Options{})
 	switch cmd {
 	case "list":
 		ps, err := ledger.ListPolicies(ctx)
@@ -172,7 +171,10 @@ func runPolicy(ctx context.Context, args []string, getenv func(string) string, s
 			return errors.New("put needs --type and --paths")
 		}
 		p := forgettable.Policy{EventType: eventType, Paths: strings.Split(paths, ","), UpdatedBy: actor}
-		if err := s.PutPolicy(ctx, p); err != nil {
+		if err := forgettable.ValidatePolicy(p); err != nil {
+			return err
+		}
+		if err := ledger.PutPolicy(ctx, p); err != nil {
 			return err
 		}
 		p, err = ledger.Policy(ctx, eventType)
@@ -181,7 +183,7 @@ func runPolicy(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		return printJSON(stdout, p)
 	case "delete":
-		if err := s.DeletePolicy(ctx, eventType); err != nil {
+		if err := ledger.DeletePolicy(ctx, eventType); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "policy for %s deleted\n", eventType)

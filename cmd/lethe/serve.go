@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/lethe-store/lethe/api"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 )
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -69,8 +68,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		log.Info("crypto-shredding on", "vault", c.VaultAddr, "mount", c.Vault.Mount, "prefix", c.Vault.Prefix)
 	} else {
 		log.Warn("crypto-shredding off: no Vault configured (LETHE_VAULT_ADDR); personal data cannot be accepted")
-		store := postgres.New(pool, postgres.Options{Logger: log})
-		defer store.Close()
 	}
 
 	handler := api.NewHandler(api.Options{
