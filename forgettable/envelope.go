@@ -53,11 +53,31 @@ var ErrTampered = errors.New("sealed field does not open (tampered or moved)")
 
 // envelope is a sealed field, decoded.
 type envelope struct {
-	ref        keystore.Ref
 	refBytes   [keystore.RefSize]byte
 	keyVersion int
 	nonce      [chacha20poly1305.NonceSizeX]byte
 	ciphertext []byte
+}
+
+// keyID names a data key by the raw bytes of its subject reference: the
+// read path looks keys up by it without formatting a Ref per field.
+type keyID struct {
+	ref     [keystore.RefSize]byte
+	version int
+}
+
+// ref returns the envelope's subject reference.
+func (e envelope) ref() keystore.Ref {
+	r, _ := keystore.RefFromBytes(e.refBytes[:])
+	return r
+}
+
+func (e envelope) keyID() keyID { return keyID{ref: e.refBytes, version: e.keyVersion} }
+
+// request returns the key request of a key id.
+func (k keyID) request() keyRequest {
+	r, _ := keystore.RefFromBytes(k.ref[:])
+	return keyRequest{ref: r, version: k.version}
 }
 
 // fieldLocation is what a sealed field is bound to.
@@ -68,17 +88,17 @@ type fieldLocation struct {
 }
 
 func associatedData(loc fieldLocation, refBytes []byte, version int) []byte {
-	return appendAssociatedData(make([]byte, 0, 8+2+len(loc.streamID)+16+2+len(loc.path)+len(refBytes)+4), loc, refBytes, version)
+	return appendAssociatedData(make([]byte, 0, 8+2+len(loc.streamID)+16+2+len(loc.path)+len(refBytes)+4), loc.streamID, loc.eventID, loc.path, refBytes, version)
 }
 
 // appendAssociatedData appends a field's associated data to ad.
-func appendAssociatedData(ad []byte, loc fieldLocation, refBytes []byte, version int) []byte {
+func appendAssociatedData[P string | []byte](ad []byte, streamID string, eventID [16]byte, path P, refBytes []byte, version int) []byte {
 	ad = append(ad, "lethe:v1"...)
-	ad = binary.BigEndian.AppendUint16(ad, uint16(len(loc.streamID)))
-	ad = append(ad, loc.streamID...)
-	ad = append(ad, loc.eventID[:]...)
-	ad = binary.BigEndian.AppendUint16(ad, uint16(min(len(loc.path), 0xffff)))
-	ad = append(ad, loc.path...)
+	ad = binary.BigEndian.AppendUint16(ad, uint16(len(streamID)))
+	ad = append(ad, streamID...)
+	ad = append(ad, eventID[:]...)
+	ad = binary.BigEndian.AppendUint16(ad, uint16(min(len(path), 0xffff)))
+	ad = append(ad, path...)
 	ad = append(ad, refBytes...)
 	ad = binary.BigEndian.AppendUint32(ad, uint32(version))
 	return ad
@@ -156,37 +176,80 @@ func decodeEnvelope(s string) (envelope, error) {
 
 // decodeEnvelopeBytes is decodeEnvelope on the raw bytes of the JSON string.
 func decodeEnvelopeBytes(s []byte) (envelope, error) {
+	e, _, err := decodeEnvelopeInto(nil, s)
+	return e, err
+}
+
+// minEnvelopeLen is the shortest envelope, in bytes before base64: a
+// reference, a one-byte version, a nonce, the tag and a one-byte plaintext.
+const minEnvelopeLen = keystore.RefSize + 1 + chacha20poly1305.NonceSizeX + chacha20poly1305.Overhead + 1
+
+// decodeEnvelopeInto is decodeEnvelopeBytes decoding into buf's storage
+// (grown as needed, and returned for reuse): the envelope's ciphertext
+// points into it.
+func decodeEnvelopeInto(buf, s []byte) (envelope, []byte, error) {
 	var e envelope
 	if !bytes.HasPrefix(s, []byte(EnvelopePrefix)) {
-		return e, errors.New("not a sealed field")
+		return e, buf, errors.New("not a sealed field")
 	}
 	enc := s[len(EnvelopePrefix):]
-	raw := make([]byte, base64.RawURLEncoding.DecodedLen(len(enc)))
-	n, err := base64.RawURLEncoding.Decode(raw, enc)
-	if err != nil {
-		return e, fmt.Errorf("sealed field: bad base64: %w", ErrTampered)
+	if n := base64.RawURLEncoding.DecodedLen(len(enc)); cap(buf) < n {
+		buf = make([]byte, n, max(n, 2*cap(buf)))
+	} else {
+		buf = buf[:n]
 	}
-	raw = raw[:n]
-	if len(raw) < keystore.RefSize+1+len(e.nonce)+chacha20poly1305.Overhead {
-		return e, fmt.Errorf("sealed field: too short: %w", ErrTampered)
+	n, err := base64.RawURLEncoding.Decode(buf, enc)
+	if err != nil {
+		return e, buf, fmt.Errorf("sealed field: bad base64: %w", ErrTampered)
+	}
+	raw := buf[:n]
+	if len(raw) < minEnvelopeLen {
+		return e, buf, fmt.Errorf("sealed field: too short: %w", ErrTampered)
 	}
 	copy(e.refBytes[:], raw[:keystore.RefSize])
-	if e.ref, err = keystore.RefFromBytes(raw[:keystore.RefSize]); err != nil {
-		return e, fmt.Errorf("sealed field: %w", ErrTampered)
-	}
 	raw = raw[keystore.RefSize:]
 	v, n := binary.Uvarint(raw)
 	if n <= 0 || v < 1 || v > maxKeyVersion {
-		return e, fmt.Errorf("sealed field: bad key version: %w", ErrTampered)
+		return e, buf, fmt.Errorf("sealed field: bad key version: %w", ErrTampered)
 	}
 	e.keyVersion = int(v)
 	raw = raw[n:]
 	if len(raw) < len(e.nonce)+chacha20poly1305.Overhead {
-		return e, fmt.Errorf("sealed field: too short: %w", ErrTampered)
+		return e, buf, fmt.Errorf("sealed field: too short: %w", ErrTampered)
 	}
 	copy(e.nonce[:], raw)
 	e.ciphertext = raw[len(e.nonce):]
-	return e, nil
+	return e, buf, nil
+}
+
+// headerChars is how many base64 characters of an envelope hold its
+// reference and key version (48 bytes: 32 + a version of up to 5 bytes).
+const headerChars = 64
+
+// envelopeKey reads which key a sealed field needs from its first bytes
+// only, without allocating. The whole envelope is checked when it is
+// opened or redacted.
+func envelopeKey(s []byte) (keyID, error) {
+	enc, ok := bytes.CutPrefix(s, []byte(EnvelopePrefix))
+	if !ok || len(enc) < headerChars {
+		e, err := decodeEnvelopeBytes(s) // the precise error
+		if err == nil {
+			err = fmt.Errorf("sealed field: too short: %w", ErrTampered)
+		}
+		return e.keyID(), err
+	}
+	var hdr [headerChars / 4 * 3]byte
+	if _, err := base64.RawURLEncoding.Decode(hdr[:], enc[:headerChars]); err != nil {
+		return keyID{}, fmt.Errorf("sealed field: bad base64: %w", ErrTampered)
+	}
+	var k keyID
+	copy(k.ref[:], hdr[:keystore.RefSize])
+	v, n := binary.Uvarint(hdr[keystore.RefSize:])
+	if n <= 0 || v < 1 || v > maxKeyVersion {
+		return keyID{}, fmt.Errorf("sealed field: bad key version: %w", ErrTampered)
+	}
+	k.version = int(v)
+	return k, nil
 }
 
 // newAEAD returns the AEAD of a key. It is safe for concurrent use.

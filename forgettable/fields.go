@@ -7,7 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/lethe-store/lethe/keystore"
 )
@@ -135,13 +136,18 @@ type keyRequest struct {
 
 // fieldKeys lists the keys the sealed fields of stored data need.
 func fieldKeys(data []byte) ([]keyRequest, error) {
-	spans, err := parseSealed(data)
-	if err != nil {
-		return nil, err
+	var out []keyRequest
+	var sc scanner
+	sc.visit = func(start, end int, path []byte) error {
+		k, err := envelopeKey(data[start+1 : end-1])
+		if err != nil {
+			return fmt.Errorf("field %s: %w", path, err)
+		}
+		out = append(out, k.request())
+		return nil
 	}
-	out := make([]keyRequest, len(spans))
-	for i, sp := range spans {
-		out[i] = keyRequest{ref: sp.env.ref, version: sp.env.keyVersion}
+	if err := sc.run(data); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -151,58 +157,93 @@ func fieldKeys(data []byte) ([]keyRequest, error) {
 type keySource func(ref keystore.Ref, version int) (key keystore.Key, reason string, err error)
 
 // aeadSource is keySource with the key's AEAD ready.
-type aeadSource func(ref keystore.Ref, version int) (aead cipher.AEAD, reason string, err error)
+type aeadSource func(k keyID) (aead cipher.AEAD, reason string, err error)
 
 // openData replaces every sealed field of stored data with its plaintext
 // value, or with null and a Redaction. Data without sealed fields is
 // returned as is.
 func openData(data []byte, streamID string, eventID [16]byte, keys keySource) ([]byte, []Redaction, error) {
-	spans, err := parseSealed(data)
-	if err != nil {
-		return nil, nil, err
-	}
-	return openSpans(data, spans, streamID, eventID, func(ref keystore.Ref, version int) (cipher.AEAD, string, error) {
-		k, reason, err := keys(ref, version)
+	o := newFieldOpener(func(k keyID) (cipher.AEAD, string, error) {
+		r := k.request()
+		key, reason, err := keys(r.ref, r.version)
 		if err != nil || reason != "" {
 			return nil, reason, err
 		}
-		aead, err := newAEAD(k)
+		aead, err := newAEAD(key)
 		return aead, "", err
 	})
+	return o.open(data, streamID, eventID, nil)
 }
 
-// openSpans is openData for data already parsed: the decrypted values
-// (compact JSON) are spliced in place of the envelopes, decrypted straight
-// into the output.
-func openSpans(data []byte, spans []sealedSpan, streamID string, eventID [16]byte, aeads aeadSource) ([]byte, []Redaction, error) {
-	if len(spans) == 0 {
+// fieldOpener opens the sealed fields of stored events: the decrypted
+// values (compact JSON) are spliced in place of the envelopes, decrypted
+// straight into the output. It reuses its buffers from one event to the
+// next, so it allocates nothing per field; one per goroutine.
+type fieldOpener struct {
+	sc    scanner
+	aeads aeadSource
+	raw   []byte // decoded envelope
+	ad    []byte // associated data
+
+	// The event being opened.
+	data     []byte
+	streamID string
+	eventID  [16]byte
+	out      []byte
+	last     int // end of the data copied to out
+	redacted []Redaction
+}
+
+func newFieldOpener(aeads aeadSource) *fieldOpener {
+	o := &fieldOpener{aeads: aeads}
+	o.sc.visit = o.field
+	return o
+}
+
+// open returns data with its sealed fields opened or redacted, appended to
+// dst, which should have room for len(data) bytes (opened data is never
+// longer). Data without sealed fields is returned as is.
+func (o *fieldOpener) open(data []byte, streamID string, eventID [16]byte, dst []byte) ([]byte, []Redaction, error) {
+	if !bytes.Contains(data, []byte(EnvelopePrefix)) {
 		return data, nil, nil
 	}
-	var redacted []Redaction
-	out := make([]byte, 0, len(data))
-	var ad []byte
-	last := 0
-	for _, sp := range spans {
-		aead, reason, err := aeads(sp.env.ref, sp.env.keyVersion)
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, data[last:sp.start]...)
-		last = sp.end
-		if reason != "" {
-			out = append(out, "null"...)
-			redacted = append(redacted, Redaction{Path: sp.path, Reason: reason})
-			continue
-		}
-		ad = appendAssociatedData(ad[:0], fieldLocation{streamID: streamID, eventID: eventID, path: sp.path}, sp.env.refBytes[:], sp.env.keyVersion)
-		// The AEAD authenticates the plaintext: the sealer's compact JSON.
-		if out, err = sp.env.openInto(out, aead, ad, sp.path); err != nil {
-			return nil, nil, err
-		}
+	o.data, o.streamID, o.eventID, o.out, o.last, o.redacted = data, streamID, eventID, dst, 0, nil
+	defer func() { o.data, o.out, o.redacted = nil, nil, nil }()
+	if err := o.sc.run(data); err != nil {
+		return nil, nil, err
 	}
-	out = append(out, data[last:]...)
-	sort.Slice(redacted, func(i, j int) bool { return redacted[i].Path < redacted[j].Path })
+	out := append(o.out, data[o.last:]...)
+	redacted := o.redacted
+	if len(redacted) > 1 {
+		slices.SortFunc(redacted, func(a, b Redaction) int { return strings.Compare(a.Path, b.Path) })
+	}
 	return out, redacted, nil
+}
+
+// field opens one sealed field (the scanner's visit).
+func (o *fieldOpener) field(start, end int, path []byte) error {
+	env, raw, err := decodeEnvelopeInto(o.raw, o.data[start+1:end-1])
+	o.raw = raw
+	if err != nil {
+		return fmt.Errorf("field %s: %w", path, err)
+	}
+	aead, reason, err := o.aeads(env.keyID())
+	if err != nil {
+		return err
+	}
+	o.out = append(o.out, o.data[o.last:start]...)
+	o.last = end
+	if reason != "" {
+		o.out = append(o.out, "null"...)
+		o.redacted = append(o.redacted, Redaction{Path: string(path), Reason: reason})
+		return nil
+	}
+	o.ad = appendAssociatedData(o.ad[:0], o.streamID, o.eventID, path, env.refBytes[:], env.keyVersion)
+	// The AEAD authenticates the plaintext: the sealer's compact JSON.
+	if o.out, err = aead.Open(o.out, env.nonce[:], env.ciphertext, o.ad); err != nil {
+		return fmt.Errorf("field %s: %w", path, ErrTampered)
+	}
+	return nil
 }
 
 // containsReserved is a fast check before decoding: could data hold a

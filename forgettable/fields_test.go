@@ -246,13 +246,22 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add("lethe:v1:" + strings.Repeat("_", 200))
 	f.Fuzz(func(t *testing.T, s string) {
 		e, err := decodeEnvelope(s)
+		// The read path's first pass decodes the header alone: it must
+		// agree with the full decoding on every envelope that decodes.
+		k, kerr := envelopeKey([]byte(s))
 		if err != nil {
 			if !errors.Is(err, ErrTampered) && isEnvelope(s) {
 				t.Fatalf("decode error %v does not wrap ErrTampered", err)
 			}
+			if kerr != nil && !errors.Is(kerr, ErrTampered) && isEnvelope(s) {
+				t.Fatalf("envelopeKey error %v does not wrap ErrTampered", kerr)
+			}
 			return
 		}
-		if _, err := keystore.ParseRef(string(e.ref)); err != nil {
+		if kerr != nil || k != e.keyID() {
+			t.Fatalf("envelopeKey = %v, %v; decoding gives %v", k, kerr, e.keyID())
+		}
+		if _, err := keystore.ParseRef(string(e.ref())); err != nil {
 			t.Fatalf("decoded an invalid ref: %v", err)
 		}
 		if e.keyVersion < 1 {

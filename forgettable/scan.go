@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 )
 
@@ -13,51 +12,49 @@ import (
 type sealedSpan struct {
 	start, end int
 	path       string
-	env        envelope // set by parseSealed
-}
-
-// parseSealed finds the sealed fields of stored data and decodes their
-// envelopes. Data without sealed fields gives nil.
-func parseSealed(data []byte) ([]sealedSpan, error) {
-	if !bytes.Contains(data, []byte(EnvelopePrefix)) {
-		return nil, nil
-	}
-	spans, err := scanSealed(data)
-	if err != nil {
-		return nil, err
-	}
-	for i := range spans {
-		sp := &spans[i]
-		if sp.env, err = decodeEnvelopeBytes(data[sp.start+1 : sp.end-1]); err != nil {
-			return nil, fmt.Errorf("field %s: %w", sp.path, err)
-		}
-	}
-	return spans, nil
 }
 
 var errBadJSON = errors.New("stored data is not valid JSON")
 
-// scanSealed finds the sealed fields of a JSON document in one pass over its
-// bytes, without decoding it: reads use it so that the cost of an event is
-// a scan plus one AEAD open per sealed field.
+// scanSealed finds the sealed fields of a JSON document (tests and tools;
+// reads use scanner.run, which allocates nothing).
 func scanSealed(b []byte) ([]sealedSpan, error) {
-	s := scanner{b: b}
-	s.skipSpace()
-	if err := s.value(); err != nil {
+	var found []sealedSpan
+	var s scanner
+	s.visit = func(start, end int, path []byte) error {
+		found = append(found, sealedSpan{start: start, end: end, path: string(path)})
+		return nil
+	}
+	if err := s.run(b); err != nil {
 		return nil, err
 	}
-	s.skipSpace()
-	if s.i != len(b) {
-		return nil, errBadJSON
-	}
-	return s.found, nil
+	return found, nil
 }
 
+// scanner finds the sealed fields of a JSON document in one pass over its
+// bytes, without decoding it, and calls visit for each with the byte range
+// of its string token (quotes included) and its JSON Pointer (valid only
+// during the call). A scanner can be reused; it keeps its path buffer.
 type scanner struct {
 	b     []byte
 	i     int
 	path  []byte // the current JSON Pointer, escaped
-	found []sealedSpan
+	visit func(start, end int, path []byte) error
+}
+
+// run scans b, which must be one JSON value.
+func (s *scanner) run(b []byte) error {
+	s.b, s.i, s.path = b, 0, s.path[:0]
+	defer func() { s.b = nil }()
+	s.skipSpace()
+	if err := s.value(); err != nil {
+		return err
+	}
+	s.skipSpace()
+	if s.i != len(b) {
+		return errBadJSON
+	}
+	return nil
 }
 
 func (s *scanner) skipSpace() {
@@ -87,7 +84,7 @@ func (s *scanner) value() error {
 			return err
 		}
 		if bytes.HasPrefix(raw, []byte(EnvelopePrefix)) {
-			s.found = append(s.found, sealedSpan{start: start, end: s.i, path: string(s.path)})
+			return s.visit(start, s.i, s.path)
 		}
 		return nil
 	default:

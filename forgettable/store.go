@@ -380,6 +380,22 @@ func (s *Store) learnSuccessor(ctx context.Context, erased keystore.Ref) bool {
 	return true
 }
 
+// SubjectRef returns a subject's current reference (after re-admissions):
+// how receipts, holds and logs name the subject.
+func (s *Store) SubjectRef(ctx context.Context, subject string) (keystore.Ref, error) {
+	return s.currentRef(ctx, subject)
+}
+
+// Policy returns an event type's protection policy, or ErrPolicyNotFound.
+func (s *Store) Policy(ctx context.Context, eventType string) (Policy, error) {
+	return s.policies.Policy(ctx, eventType)
+}
+
+// ListPolicies returns every protection policy, by event type.
+func (s *Store) ListPolicies(ctx context.Context) ([]Policy, error) {
+	return s.policies.ListPolicies(ctx)
+}
+
 // currentRef resolves a subject's reference through its re-admissions,
 // asking the ledger.
 func (s *Store) currentRef(ctx context.Context, subject string) (keystore.Ref, error) {
@@ -517,23 +533,8 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions, acc
 // without an erasure record: never a redaction.
 func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, access Access) ([]RecordedEvent, error) {
 	out := make([]RecordedEvent, len(events))
-	spans := make([][]sealedSpan, len(events))
-	// Parsing and decrypting are CPU work: both passes spread large pages
-	// over the cores.
-	err := parallel(len(events), func(i int) error {
-		e := events[i]
+	for i, e := range events {
 		out[i].RecordedEvent = e
-		if len(e.SubjectRefs) == 0 {
-			return nil
-		}
-		var err error
-		if spans[i], err = parseSealed(e.Data); err != nil {
-			return fmt.Errorf("event %s: %w", e.ID, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	erased := map[keystore.Ref]bool{}
 	for _, e := range events {
@@ -541,54 +542,111 @@ func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, acc
 			erased[keystore.Ref(r)] = true
 		}
 	}
-	var need []keyRequest
+	// Parsing and decrypting are CPU work: both passes spread large pages
+	// over the cores, each worker with its own buffers.
+	workers := workerCount(len(events))
+	var keys map[keyRequest]keystore.Key
 	if access == Personal {
-		seen := map[keyRequest]bool{}
-		for i := range events {
-			for _, sp := range spans[i] {
-				r := keyRequest{ref: sp.env.ref, version: sp.env.keyVersion}
-				if !seen[r] && !erased[r.ref] {
-					seen[r] = true
+		// First pass: which keys the sealed fields need (only the first
+		// bytes of each envelope are decoded).
+		found := make([]map[keyID]bool, workers)
+		err := parallel(len(events), workers, func(w int) func(i int) error {
+			seen := map[keyID]bool{}
+			found[w] = seen
+			var data []byte
+			var sc scanner
+			sc.visit = func(start, end int, path []byte) error {
+				k, err := envelopeKey(data[start+1 : end-1])
+				if err != nil {
+					return fmt.Errorf("field %s: %w", path, err)
+				}
+				seen[k] = true
+				return nil
+			}
+			return func(i int) error {
+				if len(events[i].SubjectRefs) == 0 {
+					return nil
+				}
+				data = events[i].Data
+				if err := sc.run(data); err != nil {
+					return fmt.Errorf("event %s: %w", events[i].ID, err)
+				}
+				return nil
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+		var need []keyRequest
+		seen := map[keyID]bool{}
+		for _, ks := range found {
+			for k := range ks {
+				if r := k.request(); !seen[k] && !erased[r.ref] {
+					seen[k] = true
 					need = append(need, r)
 				}
 			}
 		}
-	}
-	keys, err := s.fetchKeys(ctx, need, erased)
-	if err != nil {
-		return nil, err
-	}
-	aeads := make(map[keyRequest]cipher.AEAD, len(keys))
-	for r, k := range keys {
-		if aeads[r], err = newAEAD(k); err != nil {
+		if keys, err = s.fetchKeys(ctx, need, erased); err != nil {
 			return nil, err
 		}
 	}
-	source := func(ref keystore.Ref, version int) (cipher.AEAD, string, error) {
-		if erased[ref] {
+	erasedIDs := make(map[[keystore.RefSize]byte]bool, len(erased))
+	for r := range erased {
+		var b [keystore.RefSize]byte
+		copy(b[:], r.Bytes())
+		erasedIDs[b] = true
+	}
+	aeads := make(map[keyID]cipher.AEAD, len(keys))
+	for r, k := range keys {
+		aead, err := newAEAD(k)
+		if err != nil {
+			return nil, err
+		}
+		var id keyID
+		copy(id.ref[:], r.ref.Bytes())
+		id.version = r.version
+		aeads[id] = aead
+	}
+	source := func(k keyID) (cipher.AEAD, string, error) {
+		if erasedIDs[k.ref] {
 			return nil, ReasonForgotten, nil
 		}
 		if access != Personal {
 			return nil, ReasonRestricted, nil
 		}
-		a, ok := aeads[keyRequest{ref, version}]
+		a, ok := aeads[k]
 		if !ok {
-			return nil, "", fmt.Errorf("no key fetched for %s v%d", ref, version)
+			return nil, "", fmt.Errorf("no key fetched for %s", k.request().ref)
 		}
 		return a, "", nil
 	}
-	err = parallel(len(events), func(i int) error {
-		if len(spans[i]) == 0 {
+	// Second pass: open. Opened data is never longer than sealed data, so
+	// each worker writes every event's data into one buffer of its own.
+	err := parallel(len(events), workers, func(w int) func(i int) error {
+		o := newFieldOpener(source)
+		size := 0
+		for i := w; i < len(events); i += workers {
+			if len(events[i].SubjectRefs) > 0 {
+				size += len(events[i].Data)
+			}
+		}
+		arena := make([]byte, size)
+		return func(i int) error {
+			e := events[i]
+			if len(e.SubjectRefs) == 0 {
+				return nil
+			}
+			dst := arena[:0:len(e.Data)]
+			arena = arena[len(e.Data):]
+			data, redacted, err := o.open(e.Data, e.StreamID, e.ID, dst)
+			if err != nil {
+				return fmt.Errorf("event %s: %w", e.ID, err)
+			}
+			out[i].Data = json.RawMessage(data)
+			out[i].Redacted = redacted
 			return nil
 		}
-		e := events[i]
-		data, redacted, err := openSpans(e.Data, spans[i], e.StreamID, e.ID, source)
-		if err != nil {
-			return fmt.Errorf("event %s: %w", e.ID, err)
-		}
-		out[i].Data = json.RawMessage(data)
-		out[i].Redacted = redacted
-		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -596,11 +654,17 @@ func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, acc
 	return out, nil
 }
 
-// parallel runs fn(0..n-1), on several goroutines when n is large enough to
-// pay for them, and returns the errors joined.
-func parallel(n int, fn func(i int) error) error {
-	workers := min(runtime.GOMAXPROCS(0), n/64)
+// workerCount is how many goroutines parallel should use for n items: one
+// per core, when n is large enough to pay for them.
+func workerCount(n int) int {
+	return max(1, min(runtime.GOMAXPROCS(0), n/64))
+}
+
+// parallel runs fn(0..n-1) on workers goroutines, item i on worker
+// i%workers; worker(w) returns worker w's fn. It returns the errors joined.
+func parallel(n, workers int, worker func(w int) func(i int) error) error {
 	if workers < 2 {
+		fn := worker(0)
 		for i := range n {
 			if err := fn(i); err != nil {
 				return err
@@ -611,6 +675,7 @@ func parallel(n int, fn func(i int) error) error {
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
 	for w := range workers {
+		fn := worker(w)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
