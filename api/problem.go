@@ -1,8 +1,16 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/keystore"
 )
 
 // ProblemTypeBase prefixes every problem type URI. The URIs are stable
@@ -21,20 +29,137 @@ type Problem struct {
 	Checks    []CheckResult `json:"checks,omitempty"`
 }
 
+// problemTitles are the titles of the problem types (stable, like the
+// types).
+var problemTitles = map[string]string{
+	"invalid-request":          "Invalid request",
+	"invalid-query":            "Invalid query parameter",
+	"invalid-stream-id":        "Invalid stream id",
+	"invalid-event":            "Invalid event",
+	"invalid-personal-data":    "Invalid personal data declaration",
+	"too-many-events":          "Too many events",
+	"body-too-large":           "Request body too large",
+	"event-too-large":          "Event too large",
+	"unsupported-media-type":   "Unsupported media type",
+	"undeclared-personal-data": "Personal data without a data subject",
+	"unauthenticated":          "Unauthenticated",
+	"forbidden":                "Forbidden",
+	"not-found":                "Not found",
+	"stream-not-found":         "Stream not found",
+	"policy-not-found":         "Policy not found",
+	"token-not-found":          "Token not found",
+	"not-erased":               "Subject not erased",
+	"method-not-allowed":       "Method not allowed",
+	"wrong-expected-version":   "Wrong expected version",
+	"duplicate-event-id":       "Duplicate event id",
+	"subject-erased":           "Data subject erased",
+	"legal-hold":               "Legal hold",
+	"integrity-error":          "Integrity error",
+	"internal":                 "Internal error",
+	"key-store-unavailable":    "Key store unavailable",
+	"not-ready":                "Not ready",
+}
+
+// problem writes a problem of type name.
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, status int, name, detail string) {
+	writeProblem(w, r, Problem{Type: ProblemTypeBase + name, Title: problemTitles[name], Status: status, Detail: detail})
+}
+
+// fail answers an error from the stores. Client errors say what is wrong;
+// server errors are logged and answered with the request id only (their
+// text could name internals). No error text holds personal data: the
+// stores name subjects by reference only.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		return // the client went away
+	case errors.As(err, &tooLarge):
+		s.problem(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "The request body is larger than the limit of "+formatBytes(tooLarge.Limit)+".")
+	case errors.Is(err, eventstore.ErrInvalidStreamID):
+		s.problem(w, r, http.StatusBadRequest, "invalid-stream-id", err.Error())
+	case errors.Is(err, forgettable.ErrInvalidDeclaration):
+		s.problem(w, r, http.StatusBadRequest, "invalid-personal-data", err.Error())
+	case errors.Is(err, keystore.ErrInvalidSubject):
+		s.problem(w, r, http.StatusBadRequest, "invalid-personal-data", "Invalid data subject id.")
+	case errors.Is(err, eventstore.ErrInvalidEvent), errors.Is(err, forgettable.ErrReservedValue):
+		s.problem(w, r, http.StatusBadRequest, "invalid-event", err.Error())
+	case errors.Is(err, eventstore.ErrTooManyEvents):
+		s.problem(w, r, http.StatusBadRequest, "too-many-events", err.Error())
+	case errors.Is(err, forgettable.ErrUndeclaredPersonalData):
+		s.problem(w, r, http.StatusUnprocessableEntity, "undeclared-personal-data", err.Error())
+	case errors.Is(err, eventstore.ErrStreamNotFound):
+		s.problem(w, r, http.StatusNotFound, "stream-not-found", "The stream has no events.")
+	case errors.Is(err, forgettable.ErrPolicyNotFound):
+		s.problem(w, r, http.StatusNotFound, "policy-not-found", "This event type has no protection policy.")
+	case errors.Is(err, ErrTokenNotFound):
+		s.problem(w, r, http.StatusNotFound, "token-not-found", "No such token.")
+	case errors.Is(err, ErrInvalidRole):
+		s.problem(w, r, http.StatusBadRequest, "invalid-request", err.Error())
+	case errors.Is(err, eventstore.ErrDuplicateEventID):
+		s.problem(w, r, http.StatusConflict, "duplicate-event-id", err.Error())
+	case errors.Is(err, eventstore.ErrSubjectErased), errors.Is(err, keystore.ErrForgotten):
+		s.problem(w, r, http.StatusConflict, "subject-erased",
+			"The data subject was erased: their personal data cannot be appended unless an admin re-admits them (lethe subject readmit).")
+	case errors.Is(err, forgettable.ErrLegalHold):
+		s.problem(w, r, http.StatusConflict, "legal-hold", "The data subject is under legal hold (GDPR Art. 17(3)); release the hold first.")
+	case errors.Is(err, keystore.ErrUnavailable):
+		s.log.Warn("key store unavailable", "route", routePattern(r), "request_id", requestID(r), "err", err)
+		s.problem(w, r, http.StatusServiceUnavailable, "key-store-unavailable", "The key store (Vault) cannot be reached; nothing was written. Retry later.")
+	case errors.Is(err, forgettable.ErrTampered), errors.Is(err, forgettable.ErrKeyMissing):
+		s.log.Error("integrity error", "route", routePattern(r), "request_id", requestID(r), "err", err)
+		s.problem(w, r, http.StatusInternalServerError, "integrity-error", "Stored personal data failed an integrity check; an operator must look at the server log for this request id.")
+	default:
+		s.log.Error("request failed", "route", routePattern(r), "request_id", requestID(r), "err", err)
+		s.problem(w, r, http.StatusInternalServerError, "internal", "Internal error; quote the request id.")
+	}
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n%(1<<20) == 0:
+		return itoa(n>>20) + " MiB"
+	case n%(1<<10) == 0:
+		return itoa(n>>10) + " KiB"
+	}
+	return itoa(n) + " bytes"
+}
+
 // writeProblem writes p as application/problem+json.
 func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
 	if p.RequestID == "" {
 		p.RequestID = requestID(r)
 	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(p.Status)
-	_ = json.NewEncoder(w).Encode(p)
+	writeDocument(w, p.Status, "application/problem+json", p)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	writeDocument(w, status, "application/json", v)
 }
+
+func writeDocument(w http.ResponseWriter, status int, contentType string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only a bug gets here: answer without the document.
+		http.Error(w, `{"type":"`+ProblemTypeBase+`internal","title":"Internal error","status":500}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// isJSONContentType accepts application/json, any +json type, and no
+// Content-Type at all.
+func isJSONContentType(ct string) bool {
+	if ct == "" {
+		return true
+	}
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

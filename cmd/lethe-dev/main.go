@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -72,10 +73,28 @@ const examples = `# Is Lethe up? Ready (PostgreSQL, schema, Vault)?
 curl -s "$LETHE_URL/healthz"
 curl -s "$LETHE_URL/readyz"
 
+# Append the seed's lead stream: casey's name and phone are encrypted
+# under her own key (201; sending it again is a safe retry: 200)
+curl -s -X POST "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN" \
+  -H 'Content-Type: application/json' -d @docs/examples/lead-12.json
+
+# Read it back: decrypted for a pii-reader, "restricted" for a reader
+curl -s "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN"
+curl -s "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_READER_TOKEN"
+
+# Erase casey (GDPR Art. 17): the receipt, then every read shows "forgotten"
+curl -s -X POST "$LETHE_URL/v1/subjects/casey.davis@example.com/erase" \
+  -H "Authorization: Bearer $LETHE_ADMIN_TOKEN" -H 'Content-Type: application/json' \
+  -d '{"legalBasis": "GDPR Art. 17(1)(a)", "reason": "customer request"}'
+curl -s "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN"
+
+# Follow the global log live (Server-Sent Events; Ctrl-C to stop)
+curl -sN "$LETHE_URL/v1/subscribe" -H "Authorization: Bearer $LETHE_READER_TOKEN"
+
 # The admin commands, with this deployment's settings:
 . .lethe/env
 bin/lethe policy put --type lead-initialized --paths /first-name,/last-name,/phone-number
-echo casey.davis@example.com | bin/lethe subject erase --subject - --legal-basis 'GDPR Art. 17(1)(a)'
+bin/lethe token list
 `
 
 // stopTimeout bounds stopping all services.
@@ -244,6 +263,10 @@ type localState struct {
 	PostgresPort int    `json:"postgres_port"`
 	VaultPort    int    `json:"vault_port"`
 	AdminToken   string `json:"admin_token"`
+	// The demo tokens made through the API: writer + pii-reader, and
+	// reader only.
+	Token       string `json:"token,omitempty"`
+	ReaderToken string `json:"reader_token,omitempty"`
 }
 
 // runLocal is "lethe-dev run": Lethe with its services, data kept in .lethe.
@@ -398,7 +421,17 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		}
 		return interrupted(ctx, err)
 	}
-	printBanner(stdout, url, st.AdminToken, pg.URL("lethe"), vault.Addr(), root, stateDir, pgDir)
+	if err := ensureDemoTokens(ctx, url, &st); err != nil {
+		return interrupted(ctx, fmt.Errorf("demo tokens: %w", err))
+	}
+	if err := saveState(stateFile, st); err != nil {
+		return err
+	}
+	fmt.Fprintf(&envFile, "export LETHE_URL='%s'\nexport LETHE_TOKEN='%s'\nexport LETHE_READER_TOKEN='%s'\n", url, st.Token, st.ReaderToken)
+	if err := os.WriteFile(filepath.Join(stateDir, "env"), []byte(envFile.String()), 0o600); err != nil {
+		return err
+	}
+	printBanner(stdout, url, st, pg.URL("lethe"), vault.Addr(), root, stateDir, pgDir)
 
 	select {
 	case <-ctx.Done():
@@ -416,7 +449,7 @@ func interrupted(ctx context.Context, err error) error {
 	return err
 }
 
-func printBanner(w io.Writer, url, adminToken, dbURL, vaultAddr, root, stateDir, pgDir string) {
+func printBanner(w io.Writer, url string, st localState, dbURL, vaultAddr, root, stateDir, pgDir string) {
 	rel := func(p string) string {
 		if r, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(r, "..") {
 			return r
@@ -425,9 +458,6 @@ func printBanner(w io.Writer, url, adminToken, dbURL, vaultAddr, root, stateDir,
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nLethe is running at %s\n\n", url)
-	// The admin token is generated and passed to lethe serve already; it
-	// is shown once the API has bearer-token authentication (issue 4).
-	_ = adminToken
 	fmt.Fprintf(&b, "  PostgreSQL   %s\n", dbURL)
 	fmt.Fprintf(&b, "  Vault        %s (unseal key and root token in %s)\n\n", vaultAddr, rel(filepath.Join(stateDir, "vault", "init.json")))
 	fmt.Fprintf(&b, "This is a local-only setup for trying Lethe, not for production: Lethe\n")
@@ -438,6 +468,9 @@ func printBanner(w io.Writer, url, adminToken, dbURL, vaultAddr, root, stateDir,
 	}
 	fmt.Fprintf(&b, "Try it (copy and paste into another terminal):\n\n")
 	fmt.Fprintf(&b, "  export LETHE_URL=%s\n", url)
+	fmt.Fprintf(&b, "  export LETHE_ADMIN_TOKEN=%s   # admin: erase, holds, policies, tokens\n", st.AdminToken)
+	fmt.Fprintf(&b, "  export LETHE_TOKEN=%s   # writer + pii-reader\n", st.Token)
+	fmt.Fprintf(&b, "  export LETHE_READER_TOKEN=%s   # reader: personal data hidden\n", st.ReaderToken)
 	b.WriteString("\n")
 	for _, line := range strings.Split(strings.TrimRight(examples, "\n"), "\n") {
 		if line == "" {
@@ -448,6 +481,69 @@ func printBanner(w io.Writer, url, adminToken, dbURL, vaultAddr, root, stateDir,
 	}
 	b.WriteString("\nCtrl-C stops everything.\n\n")
 	io.WriteString(w, b.String())
+}
+
+// ensureDemoTokens makes the demo tokens through the API with the admin
+// token, unless the state's still work.
+func ensureDemoTokens(ctx context.Context, url string, st *localState) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	valid := func(token string) (bool, error) {
+		if token == "" {
+			return false, nil
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/events?limit=1", nil)
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	}
+	create := func(name string, roles ...string) (string, error) {
+		body, _ := json.Marshal(map[string]any{"name": name, "roles": roles})
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/tokens", bytes.NewReader(body))
+		if err != nil {
+			return "", err
+		}
+		req.Header.Set("Authorization", "Bearer "+st.AdminToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		var t struct {
+			Token string `json:"token"`
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &t) != nil || t.Token == "" {
+			return "", fmt.Errorf("POST /v1/tokens: %s %s", resp.Status, b)
+		}
+		return t.Token, nil
+	}
+	for _, tk := range []struct {
+		p     *string
+		name  string
+		roles []string
+	}{
+		{&st.Token, "make-run-demo", []string{"writer", "pii-reader"}},
+		{&st.ReaderToken, "make-run-demo-reader", []string{"reader"}},
+	} {
+		ok, err := valid(*tk.p)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if *tk.p, err = create(tk.name, tk.roles...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // waitHealthy waits until url answers 200, the process exits (exited

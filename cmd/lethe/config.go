@@ -21,6 +21,7 @@ type config struct {
 	VaultToken      string
 	Vault           vaultConfig
 	ListenAddr      string
+	TLSCert, TLSKey string
 	Migrate         bool
 	LogFormat       string
 	LogLevel        string

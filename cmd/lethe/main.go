@@ -47,6 +47,7 @@ Usage:
   lethe subject ...       erase a data subject, legal holds, re-admission, key rotation
   lethe policy ...        protection policies: fields that are always personal data
   lethe erasures reapply  destroy erased subjects' keys again after a Vault restore
+  lethe token ...         API tokens: create, list, revoke
   lethe version           print the version
 
 Run "lethe COMMAND -h" for a command's flags. Every flag can also be set by
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runPolicy(ctx, rest, getenv, stdout, stderr)
 	case "erasures":
 		return runErasures(ctx, rest, getenv, stdout, stderr)
+	case "token":
+		return runToken(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "lethe", version)
 		return nil

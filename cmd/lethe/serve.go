@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,10 @@ import (
 	"time"
 
 	"github.com/lethe-store/lethe/api"
+	apipg "github.com/lethe-store/lethe/api/postgres"
+	"github.com/lethe-store/lethe/eventstore/postgres"
+	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/keystore"
 )
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -20,10 +25,25 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	c.bindVaultAll(f)
 	c.bindLogging(f)
 	f.string(&c.ListenAddr, "listen", "LETHE_LISTEN_ADDR", "127.0.0.1:8080", "address to serve HTTP on")
+	f.string(&c.TLSCert, "tls-cert", "LETHE_TLS_CERT", "", "PEM certificate (chain) file: serve HTTPS (with --tls-key)")
+	f.string(&c.TLSKey, "tls-key", "LETHE_TLS_KEY", "", "PEM private key file of --tls-cert")
 	f.bool(&c.Migrate, "migrate", "LETHE_MIGRATE", false, "apply database migrations before serving")
 	f.duration(&c.ShutdownTimeout, "shutdown-timeout", "LETHE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long to drain requests on shutdown")
+	var maxBody, maxEvents, maxEventBytes int
+	f.int(&maxBody, "max-body-bytes", "LETHE_MAX_BODY_BYTES", 4<<20, "largest request body accepted")
+	f.int(&maxEvents, "max-events-per-append", "LETHE_MAX_EVENTS_PER_APPEND", 1000, "most events in one append")
+	f.int(&maxEventBytes, "max-event-bytes", "LETHE_MAX_EVENT_BYTES", 1<<20, "largest event (data plus metadata)")
 	if err := f.parse(args); err != nil {
 		return err
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("TLS needs both LETHE_TLS_CERT and LETHE_TLS_KEY")
+	}
+	// The bootstrap admin token comes from the environment only: a flag
+	// would show in the process list.
+	adminToken := getenv("LETHE_ADMIN_TOKEN")
+	if adminToken != "" && len(adminToken) < 32 {
+		return errors.New("LETHE_ADMIN_TOKEN is too short: use at least 32 random characters (e.g. openssl rand -hex 32)")
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
@@ -50,16 +70,39 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("database schema is at version %d, this lethe needs %d: run `lethe migrate` or serve with --migrate", current, latest)
 	}
 
-	checks := []api.ReadinessCheck{}
+	metrics := api.NewMetrics()
+	checks := []api.ReadinessCheck{
+		{Name: "postgres", Check: func(ctx context.Context) error {
+			if err := pool.Ping(ctx); err != nil {
+				log.Warn("postgres ping", "err", err)
+				return errors.New("PostgreSQL is unreachable")
+			}
+			return nil
+		}},
+		{Name: "schema", Check: func(ctx context.Context) error {
+			current, latest, err := schemaStatus(ctx, pool)
+			if err != nil {
+				log.Warn("schema status", "err", err)
+				return errors.New("cannot read the schema version")
+			}
+			if current != latest {
+				return fmt.Errorf("schema version %d, this lethe needs %d: run lethe migrate", current, latest)
+			}
+			return nil
+		}},
+	}
+	events := postgres.New(pool, postgres.Options{Logger: log})
+	defer events.Close()
+	ledger := postgres.NewLedger(pool)
+	var keys keystore.KeyStore = noKeyStore{}
 	if c.vaultConfigured() {
-		sh, err := openShredding(ctx, c, pool, log)
+		vkeys, err := openKeyStore(ctx, c, log, metrics)
 		if err != nil {
 			return err
 		}
-		defer sh.Close()
-		go sh.watch(ctx, log)
+		keys = vkeys
 		checks = append(checks, api.ReadinessCheck{Name: "vault", Check: func(ctx context.Context) error {
-			if err := sh.keys.Health(ctx); err != nil {
+			if err := vkeys.Health(ctx); err != nil {
 				log.Warn("vault health", "err", err)
 				return errors.New("Vault is unreachable, sealed or not initialised")
 			}
@@ -67,34 +110,49 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}})
 		log.Info("crypto-shredding on", "vault", c.VaultAddr, "mount", c.Vault.Mount, "prefix", c.Vault.Prefix)
 	} else {
-		log.Warn("crypto-shredding off: no Vault configured (LETHE_VAULT_ADDR); personal data cannot be accepted")
+		log.Warn("crypto-shredding off: no Vault configured (LETHE_VAULT_ADDR); appends with personal data are refused")
 	}
-
-	handler := api.NewHandler(api.Options{
-		Logger: log,
-		Readiness: append([]api.ReadinessCheck{
-			{Name: "postgres", Check: func(ctx context.Context) error {
-				if err := pool.Ping(ctx); err != nil {
-					log.Warn("postgres ping", "err", err)
-					return errors.New("PostgreSQL is unreachable")
-				}
-				return nil
-			}},
-			{Name: "schema", Check: func(ctx context.Context) error {
-				current, latest, err := schemaStatus(ctx, pool)
-				if err != nil {
-					log.Warn("schema status", "err", err)
-					return errors.New("cannot read the schema version")
-				}
-				if current != latest {
-					return fmt.Errorf("schema version %d, this lethe needs %d: run lethe migrate", current, latest)
-				}
-				return nil
-			}},
-		}, checks...),
+	store := forgettable.New(events, keys, ledger, ledger, forgettable.Options{Logger: log})
+	go ledger.Listen(ctx, log, keys.Invalidate, store.PolicyChanged, func() { store.PolicyChanged("") })
+	tokens := apipg.NewTokens(pool)
+	if adminToken == "" {
+		log.Warn("no LETHE_ADMIN_TOKEN: only tokens created with `lethe token create` can call the API")
+	}
+	server := api.NewServer(api.Options{
+		Logger: log, Readiness: checks, Metrics: metrics,
+		Events: store, Subjects: store, Policies: store, Subscriber: events,
+		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), AdminToken: adminToken,
+		Limits: api.Limits{MaxBodyBytes: int64(maxBody), MaxEventsPerAppend: maxEvents, MaxEventBytes: maxEventBytes},
 	})
-	return serveHTTP(ctx, log, c, handler)
+	go func() {
+		if err := tokens.Listen(ctx, server.TokenRevoked); err != nil && ctx.Err() == nil {
+			log.Error("token revocation listener stopped", "err", err)
+		}
+	}()
+	return serveHTTP(ctx, log, c, server)
 }
+
+// noKeyStore is the key store of a server without Vault: every key is
+// unavailable, so appends with personal data are refused (fail closed) and
+// appends without any work.
+type noKeyStore struct{}
+
+var errNoVault = fmt.Errorf("no Vault configured (LETHE_VAULT_ADDR): %w", keystore.ErrUnavailable)
+
+func (noKeyStore) SubjectRef(context.Context, string) (keystore.Ref, error) { return "", errNoVault }
+func (noKeyStore) CurrentKey(context.Context, keystore.Ref) (keystore.Key, bool, error) {
+	return keystore.Key{}, false, errNoVault
+}
+func (noKeyStore) Key(context.Context, keystore.Ref, int) (keystore.Key, error) {
+	return keystore.Key{}, errNoVault
+}
+func (noKeyStore) Rotate(context.Context, keystore.Ref) (keystore.Key, error) {
+	return keystore.Key{}, errNoVault
+}
+func (noKeyStore) Destroy(context.Context, keystore.Ref) (keystore.DestroyReport, error) {
+	return keystore.DestroyReport{}, errNoVault
+}
+func (noKeyStore) Invalidate(keystore.Ref) {}
 
 // serveHTTP serves until ctx ends, then drains in-flight requests.
 func serveHTTP(ctx context.Context, log *slog.Logger, c config, handler http.Handler) error {
@@ -106,12 +164,29 @@ func serveHTTP(ctx context.Context, log *slog.Logger, c config, handler http.Han
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Subscriptions push their write deadline forward at every write.
+		WriteTimeout:   60 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("lethe serving", "addr", "http://"+ln.Addr().String(), "version", version)
+	if s, ok := handler.(interface{ BeginShutdown() }); ok {
+		srv.RegisterOnShutdown(s.BeginShutdown)
+	}
+	scheme := "http"
+	if c.TLSCert != "" {
+		scheme = "https"
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	log.Info("lethe serving", "addr", scheme+"://"+ln.Addr().String(), "version", version)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if c.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, c.TLSCert, c.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)

@@ -43,7 +43,7 @@ func (c *config) vaultConfigured() bool { return c.VaultAddr != "" }
 // variables for TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT,
 // VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME, VAULT_SKIP_VERIFY) and
 // VAULT_NAMESPACE; the address and credentials come from Lethe's own.
-func openKeyStore(ctx context.Context, c config, log *slog.Logger) (*vault.Store, error) {
+func openKeyStore(ctx context.Context, c config, log *slog.Logger, obs vault.Observer) (*vault.Store, error) {
 	if !c.vaultConfigured() {
 		return nil, errors.New("no Vault: set LETHE_VAULT_ADDR and LETHE_VAULT_TOKEN (or LETHE_VAULT_ROLE_ID and LETHE_VAULT_SECRET_ID)")
 	}
@@ -59,7 +59,7 @@ func openKeyStore(ctx context.Context, c config, log *slog.Logger) (*vault.Store
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	client.ClearToken() // never pick up VAULT_TOKEN by accident
-	cfg := vault.Config{Client: client, Mount: c.Vault.Mount, Prefix: c.Vault.Prefix, Logger: log}
+	cfg := vault.Config{Client: client, Mount: c.Vault.Mount, Prefix: c.Vault.Prefix, Logger: log, Observer: obs}
 	switch {
 	case c.Vault.RoleID != "":
 		cfg.AppRole = &vault.AppRole{RoleID: c.Vault.RoleID, SecretID: c.Vault.SecretID, MountPath: c.Vault.AppRoleMount}
@@ -85,7 +85,7 @@ type shredding struct {
 }
 
 func openShredding(ctx context.Context, c config, pool *pgxpool.Pool, log *slog.Logger) (*shredding, error) {
-	keys, err := openKeyStore(ctx, c, log)
+	keys, err := openKeyStore(ctx, c, log, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -95,12 +95,6 @@ func openShredding(ctx context.Context, c config, pool *pgxpool.Pool, log *slog.
 		events: events, keys: keys, ledger: ledger,
 		store: forgettable.New(events, keys, ledger, ledger, forgettable.Options{Logger: log}),
 	}, nil
-}
-
-// watch drops cached keys and policies when any process announces an
-// erasure or a policy change, until ctx ends.
-func (s *shredding) watch(ctx context.Context, log *slog.Logger) {
-	s.ledger.Listen(ctx, log, s.keys.Invalidate, s.store.PolicyChanged, func() { s.store.PolicyChanged("") })
 }
 
 func (s *shredding) Close() { s.events.Close() }

@@ -488,6 +488,25 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 	return v.Int64, nil
 }
 
+// VersionAt returns the version of the event at position in a stream, or
+// ErrStreamNotFound when the stream has no event there: how a stream
+// subscription resumes from the position a client last saw (HTTP
+// Last-Event-ID). Scoped by stream, like every per-stream query.
+func (s *Store) VersionAt(ctx context.Context, streamID string, position int64) (int64, error) {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return 0, fmt.Errorf("version at position: %w", err)
+	}
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT version FROM events WHERE stream_id = $1 AND position = $2`, streamID, position).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("stream %s has no event at position %d: %w", streamID, position, eventstore.ErrStreamNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("version at position in %s: %w", streamID, err)
+	}
+	return v, nil
+}
+
 // readAllSQL returns the $all query for the given filters. The horizon and
 // the events come from one statement, hence one snapshot: every transaction
 // with an id below the snapshot's xmin has ended, and every position derived

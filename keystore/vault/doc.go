@@ -120,7 +120,16 @@
 // # Operations
 //
 // Health answers whether Vault is initialised and unsealed (sys/health,
-// for a readiness probe); it does not check the token. An Observer in
-// Config receives cache hits and misses and the duration and outcome of
-// every Vault call, for metrics.
+// for a readiness probe); it does not check the token.
+//
+// Config.Observer (optional; nil measures nothing) is how metrics get out
+// without this package depending on a metrics library: Observer.KeyLookup
+// hears of every CurrentKey and Key lookup, a cache hit or a miss, and
+// Observer.VaultRequest of every request to Vault, with a fixed op name
+// ("read_key", "create_key", "rotate_key", "destroy_key", "health", ...;
+// see Observer), its duration and its outcome. Answers the Store treats as
+// normal — "not found" to a read, a lost check-and-set race — are
+// successes; a failure is reported as an error that (as a rule) wraps
+// keystore.ErrUnavailable and names no path, reference, key or Vault
+// message. A cache hit costs the Observer one call and no allocation.
 package vault

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	vaultapi "github.com/hashicorp/vault/api"
@@ -43,8 +44,39 @@ func classify(op string, err error) error {
 	if err == nil {
 		return nil
 	}
+	d := diagnose(err)
+	switch {
+	case d.kind != keystore.ErrUnavailable:
+		return fmt.Errorf("vault %s: %w", op, d.kind)
+	case d.detail != "":
+		return fmt.Errorf("%w: vault %s: %s: %s", keystore.ErrUnavailable, op, d.reason, d.detail)
+	case d.reason == "":
+		return fmt.Errorf("%w: vault %s: %w", keystore.ErrUnavailable, op, d.cause)
+	case d.cause != nil:
+		return fmt.Errorf("%w: vault %s: %s: %w", keystore.ErrUnavailable, op, d.reason, d.cause)
+	default:
+		return fmt.Errorf("%w: vault %s: %s", keystore.ErrUnavailable, op, d.reason)
+	}
+}
+
+// diagnosis is a non-nil error of vault/api, classified (see classify).
+type diagnosis struct {
+	// kind is keystore.ErrKeyNotFound, errCASMismatch or
+	// keystore.ErrUnavailable.
+	kind error
+	// reason says why, in fixed words, for keystore.ErrUnavailable; ""
+	// for an error this package does not understand.
+	reason string
+	// detail is Vault's error strings, which may name paths.
+	detail string
+	// cause is a transport error's cause, which names no path, or (with
+	// reason "") the error not understood, which may.
+	cause error
+}
+
+func diagnose(err error) diagnosis {
 	if errors.Is(err, vaultapi.ErrSecretNotFound) {
-		return fmt.Errorf("vault %s: %w", op, keystore.ErrKeyNotFound)
+		return diagnosis{kind: keystore.ErrKeyNotFound}
 	}
 	var re *vaultapi.ResponseError
 	if errors.As(err, &re) {
@@ -52,28 +84,29 @@ func classify(op string, err error) error {
 		if re.RawError {
 			msg = "unparsable answer" // could be an HTML page from a proxy
 		}
+		d := diagnosis{kind: keystore.ErrUnavailable, detail: msg}
 		switch {
 		case re.StatusCode == http.StatusNotFound && len(re.Errors) == 0:
-			return fmt.Errorf("vault %s: %w", op, keystore.ErrKeyNotFound)
+			return diagnosis{kind: keystore.ErrKeyNotFound}
 		case re.StatusCode == http.StatusNotFound:
 			// KV v2 answers a missing secret with an empty error list; a
 			// message such as "no handler for route" means the mount is
 			// missing: a misconfiguration, not a missing key.
-			return fmt.Errorf("%w: vault %s: no such path (is KV v2 mounted there?): %s", keystore.ErrUnavailable, op, msg)
+			d.reason = "no such path (is KV v2 mounted there?)"
 		case re.StatusCode == http.StatusBadRequest && strings.Contains(msg, casMismatchMessage):
-			return fmt.Errorf("vault %s: %w", op, errCASMismatch)
+			return diagnosis{kind: errCASMismatch}
 		case re.StatusCode == http.StatusForbidden:
-			return fmt.Errorf("%w: vault %s: permission denied (bad, expired or revoked token, or a policy without this path): %s",
-				keystore.ErrUnavailable, op, msg)
+			d.reason = "permission denied (bad, expired or revoked token, or a policy without this path)"
 		case re.StatusCode == http.StatusServiceUnavailable && strings.Contains(strings.ToLower(msg), "sealed"):
-			return fmt.Errorf("%w: vault %s: vault sealed", keystore.ErrUnavailable, op)
+			d.reason, d.detail = "vault sealed", ""
 		case re.StatusCode == http.StatusTooManyRequests:
-			return fmt.Errorf("%w: vault %s: rate limited or standby (429): %s", keystore.ErrUnavailable, op, msg)
+			d.reason = "rate limited or standby (429)"
 		case re.StatusCode >= 500:
-			return fmt.Errorf("%w: vault %s: server error %d: %s", keystore.ErrUnavailable, op, re.StatusCode, msg)
+			d.reason = "server error " + strconv.Itoa(re.StatusCode)
 		default:
-			return fmt.Errorf("%w: vault %s: unexpected answer %d: %s", keystore.ErrUnavailable, op, re.StatusCode, msg)
+			d.reason = "unexpected answer " + strconv.Itoa(re.StatusCode)
 		}
+		return d
 	}
 	// A transport error: the request's URL (in a *url.Error) repeats op;
 	// its cause says what went wrong.
@@ -85,13 +118,53 @@ func classify(op string, err error) error {
 	var netErr net.Error
 	switch {
 	case errors.Is(cause, context.Canceled):
-		return fmt.Errorf("%w: vault %s: canceled: %w", keystore.ErrUnavailable, op, cause)
+		return diagnosis{kind: keystore.ErrUnavailable, reason: "canceled", cause: cause}
 	case errors.Is(cause, context.DeadlineExceeded), errors.As(cause, &netErr) && netErr.Timeout():
-		return fmt.Errorf("%w: vault %s: timeout: %w", keystore.ErrUnavailable, op, cause)
+		return diagnosis{kind: keystore.ErrUnavailable, reason: "timeout", cause: cause}
 	case urlErr != nil, errors.As(cause, &netErr):
-		return fmt.Errorf("%w: vault %s: unreachable: %w", keystore.ErrUnavailable, op, cause)
+		return diagnosis{kind: keystore.ErrUnavailable, reason: "unreachable", cause: cause}
 	}
-	return fmt.Errorf("%w: vault %s: %w", keystore.ErrUnavailable, op, err)
+	return diagnosis{kind: keystore.ErrUnavailable, cause: err}
+}
+
+// requestError is a failed request to Vault as an Observer is told of it:
+// the op name and the reason in fixed words, without paths, references or
+// Vault's own messages. It wraps the Store's sentinel (errs[0]) and, for a
+// request that got no answer, the transport error's cause, which names at
+// most Vault's address.
+type requestError struct {
+	op     string
+	reason string // "" for keystore.ErrKeyNotFound
+	errs   []error
+}
+
+func (e *requestError) Error() string {
+	if e.reason == "" {
+		return "vault " + e.op + ": " + e.errs[0].Error()
+	}
+	msg := e.errs[0].Error() + ": vault " + e.op + ": " + e.reason
+	if len(e.errs) > 1 {
+		msg += ": " + e.errs[1].Error()
+	}
+	return msg
+}
+
+func (e *requestError) Unwrap() []error { return e.errs }
+
+// observed returns what an Observer is told of a failed request, from the
+// error vault/api returned.
+func observed(op string, raw error) error {
+	d := diagnose(raw)
+	e := &requestError{op: op, reason: d.reason, errs: []error{d.kind}}
+	switch {
+	case d.kind != keystore.ErrUnavailable:
+		e.reason = ""
+	case d.reason == "":
+		e.reason = "unexpected error" // d.cause may name a path
+	case d.cause != nil:
+		e.errs = append(e.errs, d.cause)
+	}
+	return e
 }
 
 // statusCode returns the HTTP status of a Vault answer, or 0.

@@ -73,8 +73,9 @@ type Config struct {
 	// subject ids, tokens or key bytes); nil discards it.
 	Logger *slog.Logger
 
-	// Observer, if set, is told of cache hits and misses and of every Vault
-	// call, for metrics.
+	// Observer, if set, receives cache hits and misses and the duration
+	// and outcome of every request to Vault, for metrics; nil measures
+	// nothing.
 	Observer Observer
 }
 
@@ -85,21 +86,6 @@ type AppRole struct {
 	// MountPath is where the auth method is mounted; default
 	// DefaultAppRoleMount.
 	MountPath string
-}
-
-// Observer receives measurements. Its methods are called synchronously
-// from the goroutine doing the work, so they must be quick and safe for
-// concurrent use.
-type Observer interface {
-	// KeyCache reports a lookup of a subject's keys in the cache (by
-	// CurrentKey and Key).
-	KeyCache(hit bool)
-	// VaultCall reports one Vault call: op is "read", "write", "read
-	// metadata", "destroy", "delete metadata", "login", "check mount" or
-	// "health"; err is
-	// nil or the call's error as the Store classifies it (a missing secret
-	// is keystore.ErrKeyNotFound, which is normal for a new subject).
-	VaultCall(op string, d time.Duration, err error)
 }
 
 // Store is a keystore.KeyStore on HashiCorp Vault's KV version 2 secrets
@@ -207,11 +193,6 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-type nopObserver struct{}
-
-func (nopObserver) KeyCache(bool)                          {}
-func (nopObserver) VaultCall(string, time.Duration, error) {}
-
 // login logs in with AppRole and sets the client's token. stale is the
 // token that Vault refused ("" at start): if the client's token is no
 // longer stale, another goroutine has logged in meanwhile and login does
@@ -227,11 +208,11 @@ func (s *Store) login(ctx context.Context, stale string) error {
 	if err == nil && (secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "") {
 		err = errors.New("login answered no token")
 	}
-	err = classify("login at auth/"+s.authMount, err)
-	s.obs.VaultCall("login", time.Since(start), err)
 	if err != nil {
-		return err
+		s.obs.VaultRequest(opLogin, time.Since(start), observed(opLogin, err))
+		return classify("login at auth/"+s.authMount, err)
 	}
+	s.obs.VaultRequest(opLogin, time.Since(start), nil)
 	s.client.SetToken(secret.Auth.ClientToken)
 	s.log.Info("vault: logged in with AppRole", "mount", s.authMount,
 		"ttl", time.Duration(secret.Auth.LeaseDuration)*time.Second, "renewed", stale != "")
@@ -276,7 +257,7 @@ func (s *Store) checkMount(ctx context.Context) error {
 		return nil
 	}
 	var sec *vaultapi.Secret
-	err := s.callOnce(ctx, "check mount", "", func(ctx context.Context) error {
+	err := s.callOnce(ctx, opCheckMount, "", func(ctx context.Context) error {
 		var err error
 		sec, err = s.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+s.mount)
 		return err
@@ -306,7 +287,7 @@ func (s *Store) timed(ctx context.Context, op, path string, fn func(ctx context.
 	start := time.Now()
 	raw = fn(ctx)
 	classified = classify(op+" "+s.mount+"/"+path, raw)
-	s.obs.VaultCall(op, time.Since(start), classified)
+	s.obs.VaultRequest(op, time.Since(start), outcome(op, raw, classified))
 	return raw, classified
 }
 
@@ -316,12 +297,12 @@ func (s *Store) timed(ctx context.Context, op, path string, fn func(ctx context.
 // creates a new secret over it.
 var errSoftDeleted = fmt.Errorf("%w: the newest version of the secret is deleted but not destroyed (soft delete)", keystore.ErrKeyNotFound)
 
-// get reads the newest version of the secret at path. It returns
-// keystore.ErrKeyNotFound (errSoftDeleted after a soft delete) if there is
-// none.
-func (s *Store) get(ctx context.Context, path string) (*vaultapi.KVSecret, error) {
+// get reads the newest version of the secret at path; op names the
+// request (see Observer). It returns keystore.ErrKeyNotFound
+// (errSoftDeleted after a soft delete) if there is none.
+func (s *Store) get(ctx context.Context, op, path string) (*vaultapi.KVSecret, error) {
 	var sec *vaultapi.KVSecret
-	err := s.call(ctx, "read", path, func(ctx context.Context) error {
+	err := s.call(ctx, op, path, func(ctx context.Context) error {
 		var err error
 		sec, err = s.kv.Get(ctx, path)
 		return err
@@ -336,11 +317,11 @@ func (s *Store) get(ctx context.Context, path string) (*vaultapi.KVSecret, error
 }
 
 // put writes a new version of the secret at path if its current KV
-// version is cas (0: if there is no secret). It returns the new KV version,
-// or errCASMismatch.
-func (s *Store) put(ctx context.Context, path string, data map[string]any, cas int) (int, error) {
+// version is cas (0: if there is no secret); op names the request (see
+// Observer). It returns the new KV version, or errCASMismatch.
+func (s *Store) put(ctx context.Context, op, path string, data map[string]any, cas int) (int, error) {
 	var sec *vaultapi.KVSecret
-	err := s.call(ctx, "write", path, func(ctx context.Context) error {
+	err := s.call(ctx, op, path, func(ctx context.Context) error {
 		var err error
 		sec, err = s.kv.Put(ctx, path, data, vaultapi.WithCheckAndSet(cas))
 		return err
@@ -418,7 +399,7 @@ func (s *Store) refKey(ctx context.Context) ([]byte, error) {
 func (s *Store) loadOrCreateRefSecret(ctx context.Context) ([]byte, error) {
 	path := s.refSecretPath()
 	for range maxCreateAttempts {
-		sec, err := s.get(ctx, path)
+		sec, err := s.get(ctx, opReadRefSecret, path)
 		switch {
 		case err == nil:
 			return decodeRefSecret(s.mount+"/"+path, sec.Data)
@@ -430,7 +411,7 @@ func (s *Store) loadOrCreateRefSecret(ctx context.Context) ([]byte, error) {
 		}
 		fresh := make([]byte, keystore.RefSize)
 		_, _ = rand.Read(fresh) // never fails (crypto/rand)
-		_, err = s.put(ctx, path, map[string]any{refSecretField: base64.StdEncoding.EncodeToString(fresh)}, 0)
+		_, err = s.put(ctx, opCreateRefSecret, path, map[string]any{refSecretField: base64.StdEncoding.EncodeToString(fresh)}, 0)
 		switch {
 		case err == nil:
 			s.log.Info("vault: created the subject reference secret", "path", s.mount+"/"+path)
@@ -490,10 +471,10 @@ func (s *Store) CurrentKey(ctx context.Context, ref keystore.Ref) (keystore.Key,
 		return keystore.Key{}, false, err
 	}
 	if sk, ok := s.cache.get(ref); ok {
-		s.obs.KeyCache(true)
+		s.obs.KeyLookup(true)
 		return sk.currentKey(), false, nil
 	}
-	s.obs.KeyCache(false)
+	s.obs.KeyLookup(false)
 	v, err := s.do(ctx, "current/"+string(ref), func(ctx context.Context) (any, error) {
 		ticket := s.cache.ticket()
 		sk, created, err := s.readOrCreate(ctx, ref)
@@ -528,7 +509,7 @@ func (s *Store) readOrCreate(ctx context.Context, ref keystore.Ref) (*subjectKey
 		if err != nil {
 			return nil, false, err
 		}
-		kvVersion, err := s.put(ctx, path, sk.data(), 0)
+		kvVersion, err := s.put(ctx, opCreateKey, path, sk.data(), 0)
 		switch {
 		case err == nil:
 			sk.kvVersion = kvVersion
@@ -554,13 +535,13 @@ func (s *Store) Key(ctx context.Context, ref keystore.Ref, version int) (keystor
 	}
 	if sk, ok := s.cache.get(ref); ok {
 		if k, ok := sk.keys[version]; ok {
-			s.obs.KeyCache(true)
+			s.obs.KeyLookup(true)
 			return k, nil
 		}
 		// A newer version than this process knows, from a rotation
 		// elsewhere: ask Vault.
 	}
-	s.obs.KeyCache(false)
+	s.obs.KeyLookup(false)
 	v, err := s.do(ctx, "read/"+string(ref), func(ctx context.Context) (any, error) {
 		ticket := s.cache.ticket()
 		sk, err := s.readKeys(ctx, ref)
@@ -611,7 +592,7 @@ func (s *Store) Rotate(ctx context.Context, ref keystore.Ref) (keystore.Key, err
 		if err != nil {
 			return keystore.Key{}, err
 		}
-		kvVersion, err := s.put(ctx, path, sk.data(), old.kvVersion)
+		kvVersion, err := s.put(ctx, opRotateKey, path, sk.data(), old.kvVersion)
 		if errors.Is(err, errCASMismatch) {
 			continue
 		}
@@ -659,7 +640,7 @@ func (s *Store) Destroy(ctx context.Context, ref keystore.Ref) (keystore.Destroy
 	path := s.subjectPath(ref)
 
 	var md *vaultapi.KVMetadata
-	err := s.call(ctx, "read metadata", path, func(ctx context.Context) error {
+	err := s.call(ctx, opReadKeyMetadata, path, func(ctx context.Context) error {
 		var err error
 		md, err = s.kv.GetMetadata(ctx, path)
 		return err
@@ -682,14 +663,14 @@ func (s *Store) Destroy(ctx context.Context, ref keystore.Ref) (keystore.Destroy
 		}
 		slices.Sort(versions)
 		if len(versions) > 0 {
-			err := s.call(ctx, "destroy", path, func(ctx context.Context) error {
+			err := s.call(ctx, opDestroyKey, path, func(ctx context.Context) error {
 				return s.kv.Destroy(ctx, path, versions)
 			})
 			if err != nil {
 				return report, fmt.Errorf("destroy %s: %w", ref, err)
 			}
 		}
-		err := s.call(ctx, "delete metadata", path, func(ctx context.Context) error {
+		err := s.call(ctx, opDeleteKeyMetadata, path, func(ctx context.Context) error {
 			return s.kv.DeleteMetadata(ctx, path)
 		})
 		if err != nil {
@@ -709,7 +690,7 @@ func (s *Store) Destroy(ctx context.Context, ref keystore.Ref) (keystore.Destroy
 
 // verifyGone checks that Vault has neither metadata nor data at path.
 func (s *Store) verifyGone(ctx context.Context, path string) error {
-	err := s.call(ctx, "read metadata", path, func(ctx context.Context) error {
+	err := s.call(ctx, opReadKeyMetadata, path, func(ctx context.Context) error {
 		_, err := s.kv.GetMetadata(ctx, path)
 		return err
 	})
@@ -719,7 +700,7 @@ func (s *Store) verifyGone(ctx context.Context, path string) error {
 	case !errors.Is(err, keystore.ErrKeyNotFound):
 		return fmt.Errorf("verify: %w", err)
 	}
-	_, err = s.get(ctx, path)
+	_, err = s.get(ctx, opReadKey, path)
 	switch {
 	case err == nil, errors.Is(err, errSoftDeleted):
 		return errors.New("verify: the key's data is still there (created again concurrently?)")
@@ -742,26 +723,32 @@ func (s *Store) Invalidate(ref keystore.Ref) {
 // nil or an error wrapping keystore.ErrUnavailable.
 func (s *Store) Health(ctx context.Context) error {
 	start := time.Now()
-	h, err := s.client.Sys().HealthWithContext(ctx)
-	err = classify("health", err)
-	if err == nil {
-		switch {
-		case h == nil:
-			err = fmt.Errorf("%w: vault health: empty answer", keystore.ErrUnavailable)
-		case !h.Initialized:
-			err = fmt.Errorf("%w: vault not initialized", keystore.ErrUnavailable)
-		case h.Sealed:
-			err = fmt.Errorf("%w: vault sealed", keystore.ErrUnavailable)
-		}
+	h, raw := s.client.Sys().HealthWithContext(ctx)
+	d := time.Since(start)
+	if raw != nil {
+		s.obs.VaultRequest(opHealth, d, observed(opHealth, raw))
+		return classify(opHealth, raw)
 	}
-	s.obs.VaultCall("health", time.Since(start), err)
-	return err
+	var reason string
+	switch {
+	case h == nil:
+		reason = "empty answer"
+	case !h.Initialized:
+		reason = "not initialized"
+	case h.Sealed:
+		reason = "vault sealed"
+	default:
+		s.obs.VaultRequest(opHealth, d, nil)
+		return nil
+	}
+	s.obs.VaultRequest(opHealth, d, &requestError{op: opHealth, reason: reason, errs: []error{keystore.ErrUnavailable}})
+	return fmt.Errorf("%w: vault %s: %s", keystore.ErrUnavailable, opHealth, reason)
 }
 
 // readKeys reads ref's secret from Vault.
 func (s *Store) readKeys(ctx context.Context, ref keystore.Ref) (*subjectKeys, error) {
 	path := s.subjectPath(ref)
-	sec, err := s.get(ctx, path)
+	sec, err := s.get(ctx, opReadKey, path)
 	if err != nil {
 		return nil, err
 	}

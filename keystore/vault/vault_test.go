@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,37 +79,70 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// counter is an Observer that counts.
-type counter struct {
-	mu     sync.Mutex
-	hits   int
-	misses int
-	calls  map[string]int
+// recorder is an Observer that records what it is told.
+type recorder struct {
+	mu       sync.Mutex
+	lookups  []bool // KeyLookup's hit, in order
+	requests []request
 }
 
-func (c *counter) KeyCache(hit bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if hit {
-		c.hits++
-	} else {
-		c.misses++
+type request struct {
+	op  string
+	d   time.Duration
+	err error
+}
+
+func (r *recorder) KeyLookup(hit bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lookups = append(r.lookups, hit)
+}
+
+func (r *recorder) VaultRequest(op string, d time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests = append(r.requests, request{op, d, err})
+}
+
+// count returns the number of requests named op.
+func (r *recorder) count(op string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, req := range r.requests {
+		if req.op == op {
+			n++
+		}
 	}
+	return n
 }
 
-func (c *counter) VaultCall(op string, _ time.Duration, _ error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.calls == nil {
-		c.calls = map[string]int{}
+// hitsMisses returns the number of cache hits and misses.
+func (r *recorder) hitsMisses() (hits, misses int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, hit := range r.lookups {
+		if hit {
+			hits++
+		} else {
+			misses++
+		}
 	}
-	c.calls[op]++
+	return hits, misses
 }
 
-func (c *counter) count(op string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.calls[op]
+// reset forgets what was recorded.
+func (r *recorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lookups, r.requests = nil, nil
+}
+
+// snapshot returns a copy of what was recorded.
+func (r *recorder) snapshot() (lookups []bool, requests []request) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.lookups), slices.Clone(r.requests)
 }
 
 func TestKeyStore(t *testing.T) {
@@ -202,7 +236,7 @@ func TestConcurrentReadsShareOneVaultCall(t *testing.T) {
 	}
 
 	for _, method := range []string{"Key", "CurrentKey"} {
-		var obs counter
+		var obs recorder
 		s := l.open(t, vault.Config{Observer: &obs})
 		start := make(chan struct{})
 		errs := make(chan error, 100)
@@ -231,14 +265,14 @@ func TestConcurrentReadsShareOneVaultCall(t *testing.T) {
 				t.Fatalf("%s: %v", method, err)
 			}
 		}
-		if n := obs.count("read"); n != 1 {
+		if n := obs.count("read_key"); n != 1 {
 			t.Errorf("%s: %d Vault reads for 100 concurrent first lookups, want 1", method, n)
 		}
-		if n := obs.count("write"); n != 0 {
+		if n := obs.count("create_key"); n != 0 {
 			t.Errorf("%s: %d Vault writes, want 0", method, n)
 		}
-		if obs.hits+obs.misses != 100 || obs.misses < 1 {
-			t.Errorf("%s: %d cache hits, %d misses; want 100 lookups, at least one miss", method, obs.hits, obs.misses)
+		if hits, misses := obs.hitsMisses(); hits+misses != 100 || misses < 1 {
+			t.Errorf("%s: %d cache hits, %d misses; want 100 lookups, at least one miss", method, hits, misses)
 		}
 	}
 }
@@ -247,7 +281,7 @@ func TestCacheTTLAndSize(t *testing.T) {
 	t.Parallel()
 	l := mustLethe(t)
 	ctx := testenv.Context(t)
-	var obs counter
+	var obs recorder
 	s := l.open(t, vault.Config{Observer: &obs, CacheSize: 2, CacheTTL: time.Second})
 	var refs []keystore.Ref
 	for i := range 3 {
@@ -260,25 +294,25 @@ func TestCacheTTLAndSize(t *testing.T) {
 		}
 		refs = append(refs, ref)
 	}
-	reads := obs.count("read")
+	reads := obs.count("read_key")
 	// refs[0] was evicted by refs[2] (size 2); refs[2] is cached.
 	if _, err := s.Key(ctx, refs[2], 1); err != nil {
 		t.Fatal(err)
 	}
-	if n := obs.count("read"); n != reads {
+	if n := obs.count("read_key"); n != reads {
 		t.Fatalf("a cached key was read from Vault (%d reads, want %d)", n, reads)
 	}
 	if _, err := s.Key(ctx, refs[0], 1); err != nil {
 		t.Fatal(err)
 	}
-	if n := obs.count("read"); n != reads+1 {
+	if n := obs.count("read_key"); n != reads+1 {
 		t.Fatalf("an evicted key was not read from Vault (%d reads, want %d)", n, reads+1)
 	}
 	time.Sleep(1100 * time.Millisecond)
 	if _, err := s.Key(ctx, refs[0], 1); err != nil {
 		t.Fatal(err)
 	}
-	if n := obs.count("read"); n != reads+2 {
+	if n := obs.count("read_key"); n != reads+2 {
 		t.Fatalf("an expired key was not read from Vault (%d reads, want %d)", n, reads+2)
 	}
 }
@@ -447,11 +481,12 @@ func privateLethe(t *testing.T) (l lethe, root *vaultapi.Client, stop func()) {
 }
 
 // prepareOutage returns a used Store (reference secret loaded, one key
-// cached), a fresh one, the cached subject and a subject without a key.
-func prepareOutage(t *testing.T, l lethe) (s, fresh *vault.Store, known, unknown keystore.Ref) {
+// cached) observed by obs (if not nil), a fresh one, the cached subject
+// and a subject without a key.
+func prepareOutage(t *testing.T, l lethe, obs vault.Observer) (s, fresh *vault.Store, known, unknown keystore.Ref) {
 	t.Helper()
 	ctx := testenv.Context(t)
-	s = l.open(t, vault.Config{})
+	s = l.open(t, vault.Config{Observer: obs})
 	fresh = l.open(t, vault.Config{})
 	var err error
 	if known, err = s.SubjectRef(ctx, "judy@example.com"); err != nil {
@@ -472,15 +507,27 @@ func prepareOutage(t *testing.T, l lethe) (s, fresh *vault.Store, known, unknown
 func TestVaultDown(t *testing.T) {
 	t.Parallel()
 	l, root, stop := privateLethe(t)
-	s, fresh, known, unknown := prepareOutage(t, l)
+	var obs recorder
+	s, fresh, known, unknown := prepareOutage(t, l, &obs)
+	obs.reset()
 	stop()
 	outage(t, s, fresh, known, unknown, "unreachable", l.client.Token(), root.Token())
+	// The Observer heard of each failed request, and of the cache hit.
+	requests := wantFailures(t, &obs, "unreachable", known, unknown)
+	for _, op := range []string{"read_key", "read_key_metadata", "health"} {
+		if !slices.ContainsFunc(requests, func(r request) bool { return r.op == op }) {
+			t.Errorf("no failed %s request observed; got %q", op, ops(requests))
+		}
+	}
+	if lookups, _ := obs.snapshot(); len(lookups) == 0 || !lookups[len(lookups)-1] || !slices.Contains(lookups, false) {
+		t.Errorf("cache lookups (hit?) = %v; want misses, and a hit last", lookups)
+	}
 }
 
 func TestVaultSealed(t *testing.T) {
 	t.Parallel()
 	l, root, _ := privateLethe(t)
-	s, fresh, known, unknown := prepareOutage(t, l)
+	s, fresh, known, unknown := prepareOutage(t, l, nil)
 	if err := root.Sys().SealWithContext(testenv.Context(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -591,7 +638,7 @@ func TestMountMustBeKV2(t *testing.T) {
 func TestHealth(t *testing.T) {
 	t.Parallel()
 	l := mustLethe(t)
-	var obs counter
+	var obs recorder
 	s := l.open(t, vault.Config{Observer: &obs})
 	if err := s.Health(testenv.Context(t)); err != nil {
 		t.Fatalf("Health: %v", err)
@@ -612,7 +659,7 @@ func TestAppRole(t *testing.T) {
 	roleID, secretID := testenv.VaultAppRole(t, root, l.prefix) // the policy is named like the prefix
 
 	client := testenv.VaultClient(t, l.client.Address(), "")
-	var obs counter
+	var obs recorder
 	s := l.open(t, vault.Config{Client: client, AppRole: &vault.AppRole{RoleID: roleID, SecretID: secretID}, Observer: &obs})
 	first := client.Token()
 	if first == "" || obs.count("login") != 1 {

@@ -1,0 +1,200 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/forgettable"
+)
+
+// actor names the principal of a request in the erasure ledger, the
+// holds and the policies: its token id, never the secret.
+func actor(r *http.Request) string {
+	p, _ := principalFrom(r.Context())
+	return "token:" + p.TokenID
+}
+
+func (s *Server) erase(w http.ResponseWriter, r *http.Request) {
+	subject, ok := s.param(w, r, "subject")
+	if !ok {
+		return
+	}
+	req, ok := decodeBody[wire.EraseRequest](s, w, r, true)
+	if !ok {
+		return
+	}
+	e, err := s.opts.Subjects.Forget(r.Context(), subject, forgettable.ErasureRequest{
+		Actor: actor(r), RequestID: requestID(r), Reason: req.Reason, LegalBasis: req.LegalBasis})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if e.Completion != nil && e.RequestID == requestID(r) {
+		s.metrics.erasures.Inc()
+	}
+	writeJSON(w, http.StatusOK, receipt(e))
+}
+
+func (s *Server) erasure(w http.ResponseWriter, r *http.Request) {
+	subject, ok := s.param(w, r, "subject")
+	if !ok {
+		return
+	}
+	e, ok, err := s.opts.Subjects.Erasure(r.Context(), subject)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !ok {
+		s.problem(w, r, http.StatusNotFound, "not-erased", "This data subject has not been erased.")
+		return
+	}
+	writeJSON(w, http.StatusOK, receipt(e))
+}
+
+func receipt(e forgettable.Erasure) wire.ErasureReceipt {
+	out := wire.ErasureReceipt{ErasureID: uuidString(e.ID), SubjectRef: string(e.Ref), RequestedAt: e.RequestedAt, Actor: e.Actor,
+		RequestID: e.RequestID, Reason: e.Reason, LegalBasis: e.LegalBasis, Status: "pending"}
+	if c := e.Completion; c != nil {
+		out.Status = "completed"
+		out.Completion = &wire.ErasureCompletion{CompletedAt: c.CompletedAt, KeyExisted: c.KeyExisted, KeyVersionsDestroyed: c.VersionsDestroyed,
+			KeyVerifiedGone: c.KeyVerifiedGone, StreamsAffected: c.StreamsAffected, EventsAffected: c.EventsAffected}
+	}
+	return out
+}
+
+func (s *Server) hold(held bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		subject, ok := s.param(w, r, "subject")
+		if !ok {
+			return
+		}
+		req, ok := decodeBody[wire.HoldRequest](s, w, r, true)
+		if !ok {
+			return
+		}
+		if err := s.opts.Subjects.SetHold(r.Context(), subject, held, actor(r), req.Reason); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		ref, err := s.opts.Subjects.SubjectRef(r.Context(), subject)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, wire.Hold{SubjectRef: string(ref), Held: held})
+	}
+}
+
+func toWirePolicy(p forgettable.Policy) wire.Policy {
+	return wire.Policy{EventType: p.EventType, Paths: p.Paths, UpdatedAt: p.UpdatedAt, UpdatedBy: p.UpdatedBy}
+}
+
+func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.opts.Policies.ListPolicies(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := make([]wire.Policy, len(ps))
+	for i, p := range ps {
+		out[i] = toWirePolicy(p)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"policies": out})
+}
+
+func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
+	eventType, ok := s.param(w, r, "eventType")
+	if !ok {
+		return
+	}
+	p, err := s.opts.Policies.Policy(r.Context(), eventType)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toWirePolicy(p))
+}
+
+func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
+	eventType, ok := s.param(w, r, "eventType")
+	if !ok {
+		return
+	}
+	req, ok := decodeBody[wire.PolicyRequest](s, w, r, false)
+	if !ok {
+		return
+	}
+	p := forgettable.Policy{EventType: eventType, Paths: req.Paths, UpdatedAt: time.Now().UTC(), UpdatedBy: actor(r)}
+	if err := s.opts.Policies.PutPolicy(r.Context(), p); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	stored, err := s.opts.Policies.Policy(r.Context(), p.EventType)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toWirePolicy(stored))
+}
+
+func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
+	eventType, ok := s.param(w, r, "eventType")
+	if !ok {
+		return
+	}
+	if err := s.opts.Policies.DeletePolicy(r.Context(), eventType); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	req, ok := decodeBody[wire.TokenRequest](s, w, r, false)
+	if !ok {
+		return
+	}
+	p, _ := principalFrom(r.Context())
+	secret, t, err := GenerateToken(req.Name, req.Roles, p.TokenID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	stored, err := s.opts.Tokens.CreateToken(r.Context(), t)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	stored.Secret = secret
+	s.log.Info("token created", "token_id", stored.ID, "roles", stored.Roles, "by", p.TokenID, "request_id", requestID(r))
+	writeJSON(w, http.StatusCreated, stored)
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	ts, err := s.opts.Tokens.ListTokens(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if ts == nil {
+		ts = []wire.Token{}
+	}
+	writeJSON(w, http.StatusOK, wire.TokenList{Tokens: ts})
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	id, ok := s.param(w, r, "tokenId")
+	if !ok {
+		return
+	}
+	if err := s.opts.Tokens.RevokeToken(r.Context(), id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.auth.dropToken(id)
+	p, _ := principalFrom(r.Context())
+	s.log.Info("token revoked", "token_id", id, "by", p.TokenID, "request_id", requestID(r))
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,139 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+type principalKey struct{}
+
+func principalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// authenticate resolves the bearer token of every /v1 request: 401 without
+// one or with an unknown or revoked one.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		scheme, token, ok := strings.Cut(h, " ")
+		if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="lethe"`)
+			s.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Send a token: Authorization: Bearer <token>.")
+			return
+		}
+		p, err := s.principal(r.Context(), HashToken(strings.TrimSpace(token)))
+		switch {
+		case errors.Is(err, ErrUnauthenticated):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="lethe", error="invalid_token"`)
+			s.problem(w, r, http.StatusUnauthorized, "unauthenticated", "The token is unknown or revoked.")
+			return
+		case err != nil:
+			s.fail(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+func (s *Server) principal(ctx context.Context, hash [32]byte) (Principal, error) {
+	if s.bootstrap.matches(hash) {
+		return Principal{TokenID: BootstrapTokenID, Name: "LETHE_ADMIN_TOKEN", Roles: []string{"admin"}}, nil
+	}
+	if p, ok := s.auth.get(hash); ok {
+		return p, nil
+	}
+	if s.opts.Tokens == nil {
+		return Principal{}, ErrUnauthenticated
+	}
+	p, err := s.opts.Tokens.Authenticate(ctx, hash)
+	if err != nil {
+		return Principal{}, err
+	}
+	s.auth.put(hash, p)
+	return p, nil
+}
+
+// require lets a request through if its principal holds one of roles.
+func (s *Server) require(roles ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, _ := principalFrom(r.Context())
+			for _, role := range roles {
+				if p.Has(role) {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+			s.problem(w, r, http.StatusForbidden, "forbidden", "This route needs the role "+strings.Join(roles, " or ")+".")
+		})
+	}
+}
+
+// authCache remembers verified tokens for a short time, so that a request
+// costs no token lookup; bounded, and cleared of a token when it is
+// revoked.
+type authCache struct {
+	ttl time.Duration
+	max int
+
+	mu      sync.Mutex
+	entries map[[32]byte]authEntry
+}
+
+type authEntry struct {
+	p       Principal
+	expires time.Time
+}
+
+func newAuthCache(ttl time.Duration, max int) *authCache {
+	return &authCache{ttl: ttl, max: max, entries: map[[32]byte]authEntry{}}
+}
+
+func (c *authCache) get(hash [32]byte) (Principal, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[hash]
+	if !ok || time.Now().After(e.expires) {
+		return Principal{}, false
+	}
+	return e.p, true
+}
+
+func (c *authCache) put(hash [32]byte, p Principal) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		now := time.Now()
+		for k, e := range c.entries {
+			if now.After(e.expires) {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= c.max {
+			clear(c.entries)
+		}
+	}
+	c.entries[hash] = authEntry{p: p, expires: time.Now().Add(c.ttl)}
+}
+
+// dropToken forgets a token's cached authentication; "" forgets all (the
+// revocation listener reconnected and may have missed announcements).
+func (c *authCache) dropToken(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id == "" {
+		clear(c.entries)
+		return
+	}
+	for k, e := range c.entries {
+		if e.p.TokenID == id {
+			delete(c.entries, k)
+		}
+	}
+}

@@ -1,0 +1,362 @@
+// Package client is a small typed Go client of Lethe's HTTP API v1. Errors
+// the server answers are *wire.Problem (match them with errors.As, and on
+// Type), or *Conflict for a version conflict.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/lethe-store/lethe/api/wire"
+)
+
+// Client calls one Lethe server with one token.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client of the server at baseURL (e.g.
+// "https://lethe.internal:8080") authenticating with token. A nil
+// httpClient means http.DefaultClient.
+func New(baseURL, token string, httpClient *http.Client) *Client {
+	if httpClient == nil {
+		httpClient = http.DefaultClient
+	}
+	return &Client{base: strings.TrimSuffix(baseURL, "/"), token: token, http: httpClient}
+}
+
+// Conflict is a 409 version conflict, with the events appended since the
+// expected version.
+type Conflict struct{ wire.Conflict }
+
+func (c *Conflict) Error() string { return c.Problem.Error() }
+
+// Unwrap lets errors.As find the *wire.Problem.
+func (c *Conflict) Unwrap() error { return &c.Problem }
+
+// ProblemType returns the problem type name of err ("stream-not-found"...),
+// or "" if err is not a problem answered by the server.
+func ProblemType(err error) string {
+	var p *wire.Problem
+	if errors.As(err, &p) {
+		return strings.TrimPrefix(p.Type, "https://lethe.dev/problems/")
+	}
+	return ""
+}
+
+// AppendResult is an append's result; Duplicate is true when the server
+// answered 200 (a retried identical append: nothing written again).
+type AppendResult struct {
+	wire.AppendResult
+	Duplicate bool
+}
+
+// Append appends events to a stream.
+func (c *Client) Append(ctx context.Context, streamID string, expected wire.ExpectedVersion, events ...wire.NewEvent) (AppendResult, error) {
+	var res AppendResult
+	status, err := c.do(ctx, http.MethodPost, "/v1/streams/"+url.PathEscape(streamID)+"/events", nil,
+		wire.AppendRequest{ExpectedVersion: expected, Events: events}, &res.AppendResult)
+	res.Duplicate = status == http.StatusOK
+	return res, err
+}
+
+// ReadOptions page through a stream. From is the first version to read;
+// reading backward, 0 means the last event.
+type ReadOptions struct {
+	From     int64
+	Limit    int
+	Backward bool
+}
+
+// ReadStream reads a page of a stream.
+func (c *Client) ReadStream(ctx context.Context, streamID string, opts ReadOptions) (wire.StreamPage, error) {
+	q := url.Values{}
+	if opts.From != 0 {
+		q.Set("from", strconv.FormatInt(opts.From, 10))
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	if opts.Backward {
+		q.Set("direction", "backward")
+	}
+	var page wire.StreamPage
+	_, err := c.do(ctx, http.MethodGet, "/v1/streams/"+url.PathEscape(streamID)+"/events", q, nil, &page)
+	return page, err
+}
+
+// LogOptions select a page of the global log.
+type LogOptions struct {
+	FromPosition int64
+	Limit        int
+	Types        []string
+	Categories   []string
+}
+
+// ReadAll reads a page of the global log.
+func (c *Client) ReadAll(ctx context.Context, opts LogOptions) (wire.LogPage, error) {
+	q := logQuery(opts.FromPosition, opts.Types, opts.Categories)
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	var page wire.LogPage
+	_, err := c.do(ctx, http.MethodGet, "/v1/events", q, nil, &page)
+	return page, err
+}
+
+func logQuery(from int64, types, categories []string) url.Values {
+	q := url.Values{}
+	if from > 0 {
+		q.Set("fromPosition", strconv.FormatInt(from, 10))
+	}
+	for _, t := range types {
+		q.Add("type", t)
+	}
+	for _, c := range categories {
+		q.Add("category", c)
+	}
+	return q
+}
+
+// Erase erases a data subject and returns the receipt.
+func (c *Client) Erase(ctx context.Context, subject string, req wire.EraseRequest) (wire.ErasureReceipt, error) {
+	var r wire.ErasureReceipt
+	_, err := c.do(ctx, http.MethodPost, "/v1/subjects/"+url.PathEscape(subject)+"/erase", nil, req, &r)
+	return r, err
+}
+
+// Erasure returns a subject's erasure receipt (problem not-erased if none).
+func (c *Client) Erasure(ctx context.Context, subject string) (wire.ErasureReceipt, error) {
+	var r wire.ErasureReceipt
+	_, err := c.do(ctx, http.MethodGet, "/v1/subjects/"+url.PathEscape(subject)+"/erasure", nil, nil, &r)
+	return r, err
+}
+
+// SetHold places (held) or releases a legal hold.
+func (c *Client) SetHold(ctx context.Context, subject string, held bool, reason string) (wire.Hold, error) {
+	method := http.MethodPut
+	if !held {
+		method = http.MethodDelete
+	}
+	var h wire.Hold
+	_, err := c.do(ctx, method, "/v1/subjects/"+url.PathEscape(subject)+"/hold", nil, wire.HoldRequest{Reason: reason}, &h)
+	return h, err
+}
+
+// PutPolicy creates or replaces a protection policy.
+func (c *Client) PutPolicy(ctx context.Context, eventType string, paths ...string) (wire.Policy, error) {
+	var p wire.Policy
+	_, err := c.do(ctx, http.MethodPut, "/v1/policies/"+url.PathEscape(eventType), nil, wire.PolicyRequest{Paths: paths}, &p)
+	return p, err
+}
+
+// Policy returns a protection policy.
+func (c *Client) Policy(ctx context.Context, eventType string) (wire.Policy, error) {
+	var p wire.Policy
+	_, err := c.do(ctx, http.MethodGet, "/v1/policies/"+url.PathEscape(eventType), nil, nil, &p)
+	return p, err
+}
+
+// DeletePolicy removes a protection policy.
+func (c *Client) DeletePolicy(ctx context.Context, eventType string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/policies/"+url.PathEscape(eventType), nil, nil, nil)
+	return err
+}
+
+// CreateToken creates a token; the result holds its secret, shown once.
+func (c *Client) CreateToken(ctx context.Context, name string, roles ...string) (wire.Token, error) {
+	var t wire.Token
+	_, err := c.do(ctx, http.MethodPost, "/v1/tokens", nil, wire.TokenRequest{Name: name, Roles: roles}, &t)
+	return t, err
+}
+
+// ListTokens lists the tokens (no secrets).
+func (c *Client) ListTokens(ctx context.Context) ([]wire.Token, error) {
+	var l wire.TokenList
+	_, err := c.do(ctx, http.MethodGet, "/v1/tokens", nil, nil, &l)
+	return l.Tokens, err
+}
+
+// RevokeToken revokes a token.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, nil)
+	return err
+}
+
+// do sends a request and decodes a 2xx answer into out, or returns the
+// problem.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) (int, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return 0, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return 0, err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, decodeProblem(resp.StatusCode, b)
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode %s %s answer: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func decodeProblem(status int, b []byte) error {
+	if status == http.StatusConflict {
+		var c Conflict
+		if json.Unmarshal(b, &c.Conflict) == nil && strings.HasSuffix(c.Type, "/wrong-expected-version") {
+			return &c
+		}
+	}
+	p := &wire.Problem{}
+	if err := json.Unmarshal(b, p); err != nil || p.Type == "" {
+		return &wire.Problem{Status: status, Title: http.StatusText(status), Detail: "(no problem document)"}
+	}
+	return p
+}
+
+// SSEEvent is one Server-Sent Event of a subscription.
+type SSEEvent struct {
+	// Kind is "" for an event of the log, "caught-up", "shutdown" or
+	// "error".
+	Kind string
+	// ID is the SSE id: the event's position ("" for other kinds).
+	ID    string
+	Event wire.Event
+	// Data is the raw data line (the caught-up position, the problem...).
+	Data []byte
+}
+
+// Subscription reads a subscription's events.
+type Subscription struct {
+	resp *http.Response
+	r    *bufio.Reader
+}
+
+// SubscribeAll subscribes to the global log from a position (inclusive),
+// or after lastEventID when it is not "" (resuming).
+func (c *Client) SubscribeAll(ctx context.Context, fromPosition int64, lastEventID string, types, categories []string) (*Subscription, error) {
+	return c.subscribe(ctx, "/v1/subscribe", logQuery(fromPosition, types, categories), lastEventID)
+}
+
+// SubscribeStream subscribes to a stream from a version, or after
+// lastEventID (a position) when it is not "".
+func (c *Client) SubscribeStream(ctx context.Context, streamID string, from int64, lastEventID string) (*Subscription, error) {
+	q := url.Values{}
+	if from > 0 {
+		q.Set("from", strconv.FormatInt(from, 10))
+	}
+	return c.subscribe(ctx, "/v1/streams/"+url.PathEscape(streamID)+"/subscribe", q, lastEventID)
+}
+
+func (c *Client) subscribe(ctx context.Context, path string, q url.Values, lastEventID string) (*Subscription, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return nil, decodeProblem(resp.StatusCode, b)
+	}
+	return &Subscription{resp: resp, r: bufio.NewReader(resp.Body)}, nil
+}
+
+// Next returns the next event (comments and heartbeats skipped). It
+// returns io.EOF when the server ends the stream.
+func (s *Subscription) Next() (SSEEvent, error) {
+	var ev SSEEvent
+	var data [][]byte
+	for {
+		line, err := s.r.ReadBytes('\n')
+		if err != nil {
+			if err == io.EOF && len(line) == 0 {
+				return ev, io.EOF
+			}
+			return ev, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(line) == 0:
+			if len(data) == 0 && ev.Kind == "" && ev.ID == "" {
+				continue // a comment-only block
+			}
+			ev.Data = bytes.Join(data, []byte("\n"))
+			if ev.Kind == "" {
+				if err := json.Unmarshal(ev.Data, &ev.Event); err != nil {
+					return ev, fmt.Errorf("decode event %s: %w", ev.ID, err)
+				}
+			}
+			return ev, nil
+		case line[0] == ':':
+		default:
+			field, value, _ := bytes.Cut(line, []byte(":"))
+			value = bytes.TrimPrefix(value, []byte(" "))
+			switch string(field) {
+			case "id":
+				ev.ID = string(value)
+			case "event":
+				ev.Kind = string(value)
+			case "data":
+				data = append(data, value)
+			}
+		}
+	}
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() error { return s.resp.Body.Close() }

@@ -1,0 +1,440 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/forgettable"
+)
+
+// readBody reads a JSON request body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if !isJSONContentType(r.Header.Get("Content-Type")) {
+		s.problem(w, r, http.StatusUnsupportedMediaType, "unsupported-media-type", "Send JSON: Content-Type: application/json.")
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.limits.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			s.fail(w, r, err)
+		} else {
+			s.problem(w, r, http.StatusBadRequest, "invalid-request", "The request body could not be read.")
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// decodeBody decodes a JSON request body into T: unknown fields, trailing
+// data and wrong types are 400 invalid-request. An empty body is T's zero
+// value when emptyOK.
+func decodeBody[T any](s *Server, w http.ResponseWriter, r *http.Request, emptyOK bool) (T, bool) {
+	var zero T
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return zero, false
+	}
+	if len(body) == 0 && emptyOK {
+		return zero, true
+	}
+	v, err := wire.Decode[T](body)
+	if err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-request", "Malformed JSON body: "+jsonError(err))
+		return zero, false
+	}
+	return v, true
+}
+
+// jsonError describes a decoding error without quoting the input (which may
+// be personal data).
+func jsonError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("invalid JSON at byte %d.", syntax.Offset)
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return fmt.Sprintf("field %s: want %s.", typ.Field, typ.Type)
+		}
+		return fmt.Sprintf("want %s.", typ.Type)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the body ends too early."
+	case errors.Is(err, wire.ErrBadExpectedVersion):
+		return err.Error() + "."
+	}
+	// Unknown fields ("json: unknown field \"x\""), trailing data: the
+	// message names a field, not a value.
+	return err.Error() + "."
+}
+
+// pathParam returns a route parameter, percent-decoded. chi matches on the
+// raw path when the request's path has escapes (a subject "a%40b" or "a%2Fb"),
+// and then hands the parameter over still encoded: decode it once, so that
+// "casey.davis%40example.com" names casey.davis@example.com.
+func pathParam(r *http.Request, name string) (string, error) {
+	v := chi.URLParam(r, name)
+	if r.URL.RawPath == "" {
+		return v, nil
+	}
+	d, err := url.PathUnescape(v)
+	if err != nil {
+		return "", fmt.Errorf("%s: bad percent-encoding", name)
+	}
+	return d, nil
+}
+
+// param is pathParam answering 400 itself; ok false means answered.
+func (s *Server) param(w http.ResponseWriter, r *http.Request, name string) (string, bool) {
+	v, err := pathParam(r, name)
+	if err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-request", err.Error()+".")
+		return "", false
+	}
+	return v, true
+}
+
+// streamParam is the stream id of the route, checked.
+func (s *Server) streamParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id, ok := s.param(w, r, "streamId")
+	if !ok {
+		return "", false
+	}
+	if err := eventstore.ValidateStreamID(id); err != nil {
+		s.fail(w, r, err)
+		return "", false
+	}
+	return id, true
+}
+
+// access is what the caller may see of personal data.
+func access(r *http.Request) forgettable.Access {
+	if p, ok := principalFrom(r.Context()); ok && p.Has(wire.RolePIIReader) {
+		return forgettable.Personal
+	}
+	return forgettable.Restricted
+}
+
+func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request) {
+	streamID, ok := s.streamParam(w, r)
+	if !ok {
+		return
+	}
+	if eventstore.IsSystemStream(streamID) {
+		s.problem(w, r, http.StatusBadRequest, "invalid-stream-id", "Streams starting with "+eventstore.SystemStreamPrefix+" are Lethe's own: they cannot be appended to.")
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	expected, events, bad := decodeAppend(body, s.limits)
+	if bad != nil {
+		s.problem(w, r, bad.status, bad.name, bad.detail)
+		return
+	}
+	res, err := s.opts.Events.Append(r.Context(), streamID, expected, events...)
+	var conflict *eventstore.WrongExpectedVersionError
+	switch {
+	case errors.As(err, &conflict):
+		s.conflict(w, r, conflict)
+		return
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	}
+	status := http.StatusCreated
+	if res.Duplicate {
+		status = http.StatusOK
+	} else {
+		s.metrics.appended.Add(float64(len(events)))
+	}
+	writeJSON(w, status, wire.AppendResult{StreamID: res.StreamID, FirstVersion: res.FirstVersion, LastVersion: res.LastVersion,
+		FirstPosition: res.FirstPosition, LastPosition: res.LastPosition})
+}
+
+// badRequest is a client error found before the store is asked.
+type badRequest struct {
+	status       int
+	name, detail string
+}
+
+// decodeAppend decodes and checks an append request body. It never
+// panics, whatever the input (it is fuzzed); what it accepts, the store
+// checks again (stream id, event types, JSON objects, declarations).
+func decodeAppend(body []byte, limits Limits) (eventstore.ExpectedVersion, []forgettable.Event, *badRequest) {
+	req, err := wire.Decode[wire.AppendRequest](body)
+	if err != nil {
+		return 0, nil, &badRequest{http.StatusBadRequest, "invalid-request", "Malformed JSON body: " + jsonError(err)}
+	}
+	if len(req.Events) == 0 {
+		return 0, nil, &badRequest{http.StatusBadRequest, "invalid-request", "events: at least one event is needed."}
+	}
+	if len(req.Events) > limits.MaxEventsPerAppend {
+		return 0, nil, &badRequest{http.StatusBadRequest, "too-many-events", fmt.Sprintf("At most %d events per append; this one has %d.", limits.MaxEventsPerAppend, len(req.Events))}
+	}
+	events := make([]forgettable.Event, len(req.Events))
+	for i, e := range req.Events {
+		if e.ID == "" {
+			return 0, nil, &badRequest{http.StatusBadRequest, "invalid-event", fmt.Sprintf("events[%d].id: every event needs a UUID (it makes retries safe).", i)}
+		}
+		id, err := eventstore.ParseEventID(e.ID)
+		if err != nil {
+			return 0, nil, &badRequest{http.StatusBadRequest, "invalid-event", fmt.Sprintf("events[%d].id: not a UUID.", i)}
+		}
+		if n := len(e.Data) + len(e.Metadata); n > limits.MaxEventBytes {
+			return 0, nil, &badRequest{http.StatusRequestEntityTooLarge, "event-too-large", fmt.Sprintf("events[%d]: data and metadata take %d bytes, the limit is %s.", i, n, formatBytes(int64(limits.MaxEventBytes)))}
+		}
+		if len(e.Data) == 0 || string(e.Data) == "null" {
+			return 0, nil, &badRequest{http.StatusBadRequest, "invalid-event", fmt.Sprintf("events[%d].data: a JSON object is needed.", i)}
+		}
+		if string(e.Metadata) == "null" {
+			e.Metadata = nil
+		}
+		events[i] = forgettable.Event{EventData: eventstore.EventData{ID: id, Type: e.Type, Data: e.Data, Metadata: e.Metadata}}
+		for j, pd := range e.PersonalData {
+			if pd.Subject == "" || len(pd.Paths) == 0 {
+				return 0, nil, &badRequest{http.StatusBadRequest, "invalid-personal-data", fmt.Sprintf("events[%d].personalData[%d]: a subject and at least one path are needed.", i, j)}
+			}
+			events[i].PersonalData = append(events[i].PersonalData, forgettable.PersonalData{Subject: pd.Subject, Paths: pd.Paths})
+		}
+		if err := events[i].EventData.Validate(); err != nil {
+			return 0, nil, &badRequest{http.StatusBadRequest, "invalid-event", fmt.Sprintf("events[%d]: %v", i, err)}
+		}
+	}
+	return eventstore.ExpectedVersion(req.ExpectedVersion.Value()), events, nil
+}
+
+// conflict answers 409 with the events appended since the expected
+// version, opened for the caller.
+func (s *Server) conflict(w http.ResponseWriter, r *http.Request, c *eventstore.WrongExpectedVersionError) {
+	doc := wire.Conflict{Problem: wire.Problem{Type: ProblemTypeBase + "wrong-expected-version", Title: problemTitles["wrong-expected-version"],
+		Status: http.StatusConflict, RequestID: requestID(r)}, Events: []wire.Event{}, Truncated: c.Truncated}
+	if c.Current >= 0 {
+		cur := c.Current
+		doc.CurrentVersion = &cur
+		doc.Detail = fmt.Sprintf("Expected version %s, the stream is at %d.", c.Expected, c.Current)
+	} else {
+		doc.Detail = fmt.Sprintf("Expected version %s, the stream does not exist.", c.Expected)
+	}
+	if len(c.Events) > 0 {
+		opened, err := s.open(r, c.Events)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		doc.Events = opened
+	}
+	writeDocument(w, http.StatusConflict, "application/problem+json", doc)
+}
+
+// open opens stored events for the caller, records the access if personal
+// data was decrypted, and converts them.
+func (s *Server) open(r *http.Request, events []eventstore.RecordedEvent) ([]wire.Event, error) {
+	a := access(r)
+	opened, err := s.opts.Events.Open(r.Context(), events, a)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.recordAccess(r.Context(), r, a, opened); err != nil {
+		return nil, err
+	}
+	return toWire(opened), nil
+}
+
+// recordAccess writes the access log entry of a response that carries
+// decrypted personal data, before the response is sent: if it cannot be
+// recorded, the data is not served.
+func (s *Server) recordAccess(ctx context.Context, r *http.Request, a forgettable.Access, events []forgettable.RecordedEvent) error {
+	if a != forgettable.Personal {
+		return nil
+	}
+	var streams, refs []string
+	n := 0
+	for _, e := range events {
+		decrypted := false
+		for _, ref := range e.SubjectRefs {
+			if !slices.Contains(e.ErasedRefs, ref) {
+				decrypted = true
+				if !slices.Contains(refs, ref) {
+					refs = append(refs, ref)
+				}
+			}
+		}
+		if decrypted {
+			n++
+			if !slices.Contains(streams, e.StreamID) {
+				streams = append(streams, e.StreamID)
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if s.opts.AccessLog == nil {
+		return errors.New("no access log configured: personal data is not served")
+	}
+	p, _ := principalFrom(r.Context())
+	slices.Sort(streams)
+	slices.Sort(refs)
+	err := s.opts.AccessLog.RecordAccess(ctx, AccessRecord{At: time.Now().UTC(), TokenID: p.TokenID, Method: r.Method, Route: routePattern(r),
+		RequestID: requestID(r), StreamIDs: streams, SubjectRefs: refs, Events: n})
+	if err != nil {
+		return fmt.Errorf("record access: %w", err)
+	}
+	s.metrics.accessRecorded.Inc()
+	return nil
+}
+
+func toWire(events []forgettable.RecordedEvent) []wire.Event {
+	out := make([]wire.Event, len(events))
+	for i, e := range events {
+		out[i] = toWireEvent(e)
+	}
+	return out
+}
+
+func toWireEvent(e forgettable.RecordedEvent) wire.Event {
+	w := wire.Event{ID: e.ID.String(), StreamID: e.StreamID, Version: e.Version, Position: e.Position, Type: e.Type,
+		Data: e.Data, Metadata: e.Metadata, RecordedAt: e.RecordedAt, Redacted: make([]wire.Redaction, len(e.Redacted))}
+	if len(w.Metadata) == 0 {
+		w.Metadata = json.RawMessage("{}")
+	}
+	for j, red := range e.Redacted {
+		w.Redacted[j] = wire.Redaction{Path: red.Path, Reason: red.Reason}
+	}
+	return w
+}
+
+// queryInt reads an integer query parameter within [min, max].
+func queryInt(q url.Values, name string, def, lo, hi int64) (int64, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s: want a whole number from %d to %d", name, lo, hi)
+	}
+	return n, nil
+}
+
+func (s *Server) limit(q url.Values) (int, error) {
+	n, err := queryInt(q, "limit", int64(s.limits.DefaultPageSize), 1, int64(s.limits.MaxPageSize))
+	return int(n), err
+}
+
+// checkQuery refuses query parameters a route does not know: a typo
+// (fromPostion) must not silently read from the start.
+func checkQuery(q url.Values, known ...string) error {
+	for k := range q {
+		if !slices.Contains(known, k) {
+			return fmt.Errorf("unknown query parameter %q (this route takes %v)", k, known)
+		}
+	}
+	return nil
+}
+
+func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {
+	streamID, ok := s.streamParam(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	opts, err := s.streamQuery(q)
+	if err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return
+	}
+	limit := opts.Limit
+	opts.Limit = limit + 1 // one more: is there a next page?
+	a := access(r)
+	events, err := s.opts.Events.ReadStream(r.Context(), streamID, opts, a)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page := wire.StreamPage{}
+	if len(events) > limit {
+		next := events[limit].Version
+		page.Next = &next
+		events = events[:limit]
+	}
+	if err := s.recordAccess(r.Context(), r, a, events); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page.Events = toWire(events)
+	s.metrics.read.Add(float64(len(events)))
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) streamQuery(q url.Values) (eventstore.ReadStreamOptions, error) {
+	var opts eventstore.ReadStreamOptions
+	if err := checkQuery(q, "from", "limit", "direction"); err != nil {
+		return opts, err
+	}
+	switch q.Get("direction") {
+	case "", "forward":
+	case "backward":
+		opts.Backward = true
+	default:
+		return opts, errors.New("direction: want forward or backward")
+	}
+	def := int64(0)
+	if opts.Backward {
+		def = eventstore.EndOfStream
+	}
+	from, err := queryInt(q, "from", def, 0, eventstore.EndOfStream)
+	if err != nil {
+		return opts, err
+	}
+	opts.From = from
+	opts.Limit, err = s.limit(q)
+	return opts, err
+}
+
+func (s *Server) readAll(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if err := checkQuery(q, "fromPosition", "limit", "type", "category"); err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return
+	}
+	from, err := queryInt(q, "fromPosition", 0, 0, 1<<62)
+	if err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return
+	}
+	limit, err := s.limit(q)
+	if err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return
+	}
+	a := access(r)
+	page, err := s.opts.Events.ReadAll(r.Context(), eventstore.ReadAllOptions{After: max(from-1, 0), Limit: limit,
+		Types: q["type"], Categories: q["category"]}, a)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.recordAccess(r.Context(), r, a, page.Events); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := wire.LogPage{Events: toWire(page.Events), Next: page.Next + 1}
+	s.metrics.read.Add(float64(len(page.Events)))
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,308 @@
+// Package wire holds the JSON documents of Lethe's HTTP API v1, shared by
+// the server (package api) and the Go client (package api/client). It
+// depends on the standard library only. docs/api.md and docs/openapi.yaml
+// describe the same documents.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+)
+
+// Expected versions with a name. Any other value is the exact version the
+// stream must be at (-1: the stream must not exist).
+const (
+	// ExpectedAny appends whatever the stream's version ("any").
+	ExpectedAny int64 = -2
+	// ExpectedNoStream: the stream must not exist (-1).
+	ExpectedNoStream int64 = -1
+	// ExpectedExists: the stream must exist, at any version ("exists").
+	ExpectedExists int64 = -3
+)
+
+// ExpectedVersion is an append's concurrency check: a version number, -1
+// (no stream), "any" or "exists". The zero value is "any".
+type ExpectedVersion struct {
+	v   int64
+	set bool
+}
+
+// Exact returns the expected version v (-1: the stream must not exist).
+func Exact(v int64) ExpectedVersion { return ExpectedVersion{v: v, set: true} }
+
+// Any is the expected version "any".
+func Any() ExpectedVersion { return ExpectedVersion{v: ExpectedAny, set: true} }
+
+// Exists is the expected version "exists".
+func Exists() ExpectedVersion { return ExpectedVersion{v: ExpectedExists, set: true} }
+
+// Value returns the version, or ExpectedAny, ExpectedExists.
+func (e ExpectedVersion) Value() int64 {
+	if !e.set {
+		return ExpectedAny
+	}
+	return e.v
+}
+
+// MarshalJSON writes a number, "any" or "exists".
+func (e ExpectedVersion) MarshalJSON() ([]byte, error) {
+	switch v := e.Value(); v {
+	case ExpectedAny:
+		return []byte(`"any"`), nil
+	case ExpectedExists:
+		return []byte(`"exists"`), nil
+	default:
+		return strconv.AppendInt(nil, v, 10), nil
+	}
+}
+
+// ErrBadExpectedVersion is returned for an expectedVersion that is neither
+// a version (-1 or more), "any" nor "exists".
+var ErrBadExpectedVersion = errors.New(`expectedVersion must be a version number (-1: no stream), "any" or "exists"`)
+
+// UnmarshalJSON reads a whole number of -1 or more, "any" or "exists".
+func (e *ExpectedVersion) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `"any"`:
+		*e = Any()
+		return nil
+	case `"exists"`:
+		*e = Exists()
+		return nil
+	}
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || v < -1 {
+		return ErrBadExpectedVersion
+	}
+	*e = Exact(v)
+	return nil
+}
+
+// AppendRequest is the body of POST /v1/streams/{streamId}/events.
+type AppendRequest struct {
+	ExpectedVersion ExpectedVersion `json:"expectedVersion"`
+	Events          []NewEvent      `json:"events"`
+}
+
+// NewEvent is an event to append.
+type NewEvent struct {
+	// ID is the event's UUID, chosen by the client: retrying an append
+	// with the same ids is safe (idempotent).
+	ID       string          `json:"id"`
+	Type     string          `json:"type"`
+	Data     json.RawMessage `json:"data"`
+	Metadata json.RawMessage `json:"metadata,omitempty"`
+	// PersonalData says whose personal data which fields of Data are;
+	// those fields are encrypted under the subject's key.
+	PersonalData []PersonalData `json:"personalData,omitempty"`
+}
+
+// PersonalData declares that the fields at Paths (JSON Pointers into the
+// event's data) are Subject's personal data.
+type PersonalData struct {
+	Subject string   `json:"subject"`
+	Paths   []string `json:"paths"`
+}
+
+// AppendResult answers a successful append: 201, or 200 for a retried
+// identical append (nothing written again).
+type AppendResult struct {
+	StreamID      string `json:"streamId"`
+	FirstVersion  int64  `json:"firstVersion"`
+	LastVersion   int64  `json:"lastVersion"`
+	FirstPosition int64  `json:"firstPosition"`
+	LastPosition  int64  `json:"lastPosition"`
+}
+
+// Event is a stored event as the caller may see it.
+type Event struct {
+	ID         string          `json:"id"`
+	StreamID   string          `json:"streamId"`
+	Version    int64           `json:"version"`
+	Position   int64           `json:"position"`
+	Type       string          `json:"type"`
+	Data       json.RawMessage `json:"data"`
+	Metadata   json.RawMessage `json:"metadata"`
+	RecordedAt time.Time       `json:"recordedAt"`
+	// Redacted lists the personal fields shown as null, and why. Always
+	// present; empty when nothing is redacted.
+	Redacted []Redaction `json:"redacted"`
+}
+
+// Redaction says why a personal field shows null.
+type Redaction struct {
+	Path string `json:"path"`
+	// Reason is ReasonForgotten or ReasonRestricted.
+	Reason string `json:"reason"`
+}
+
+// Redaction reasons.
+const (
+	// ReasonForgotten: the data subject was erased.
+	ReasonForgotten = "forgotten"
+	// ReasonRestricted: the caller may not read personal data.
+	ReasonRestricted = "restricted"
+)
+
+// StreamPage answers GET /v1/streams/{streamId}/events.
+type StreamPage struct {
+	Events []Event `json:"events"`
+	// Next is the version to pass as from for the next page, in the same
+	// direction; null at the end of the stream.
+	Next *int64 `json:"next"`
+}
+
+// LogPage answers GET /v1/events.
+type LogPage struct {
+	Events []Event `json:"events"`
+	// Next is the position to pass as fromPosition to continue: every
+	// matching event before it has been returned. It may be past the
+	// last event returned (filtered reads skip what does not match).
+	Next int64 `json:"next"`
+}
+
+// Conflict is the problem document of a 409 version conflict, with the
+// events appended since the expected version (at most a page).
+type Conflict struct {
+	Problem
+	CurrentVersion *int64  `json:"currentVersion"`
+	Events         []Event `json:"events"`
+	// Truncated: more events were appended since than Events holds.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// Problem is an RFC 9457 problem details document. Type is a stable URI
+// clients match on; docs/api.md lists them.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Instance  string `json:"instance,omitempty"`
+	RequestID string `json:"requestId,omitempty"`
+}
+
+// Error makes a problem an error (the client returns it).
+func (p *Problem) Error() string {
+	if p.Detail != "" {
+		return fmt.Sprintf("%d %s: %s", p.Status, p.Title, p.Detail)
+	}
+	return fmt.Sprintf("%d %s", p.Status, p.Title)
+}
+
+// EraseRequest is the optional body of POST /v1/subjects/{subject}/erase.
+type EraseRequest struct {
+	Reason     string `json:"reason,omitempty"`
+	LegalBasis string `json:"legalBasis,omitempty"`
+}
+
+// ErasureReceipt proves an erasure: it names the subject by its opaque
+// reference only.
+type ErasureReceipt struct {
+	ErasureID   string    `json:"erasureId"`
+	SubjectRef  string    `json:"subjectRef"`
+	RequestedAt time.Time `json:"requestedAt"`
+	Actor       string    `json:"actor"`
+	RequestID   string    `json:"requestId,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	LegalBasis  string    `json:"legalBasis,omitempty"`
+	// Status is "completed", or "pending" when the key could not be
+	// destroyed yet (the subject is fenced; erase again to finish).
+	Status     string             `json:"status"`
+	Completion *ErasureCompletion `json:"completion"`
+}
+
+// ErasureCompletion is what an erasure did.
+type ErasureCompletion struct {
+	CompletedAt          time.Time `json:"completedAt"`
+	KeyExisted           bool      `json:"keyExisted"`
+	KeyVersionsDestroyed int       `json:"keyVersionsDestroyed"`
+	// KeyVerifiedGone: a read after the deletion found neither data nor
+	// metadata for the key in Vault.
+	KeyVerifiedGone bool  `json:"keyVerifiedGone"`
+	StreamsAffected int64 `json:"streamsAffected"`
+	EventsAffected  int64 `json:"eventsAffected"`
+}
+
+// HoldRequest is the optional body of PUT/DELETE
+// /v1/subjects/{subject}/hold.
+type HoldRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// Hold answers the legal hold routes.
+type Hold struct {
+	SubjectRef string `json:"subjectRef"`
+	Held       bool   `json:"held"`
+}
+
+// Policy is a protection policy: the fields of an event type that are
+// always personal data.
+type Policy struct {
+	EventType string    `json:"eventType"`
+	Paths     []string  `json:"paths"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	UpdatedBy string    `json:"updatedBy"`
+}
+
+// PolicyRequest is the body of PUT /v1/policies/{eventType}.
+type PolicyRequest struct {
+	Paths []string `json:"paths"`
+}
+
+// Roles a token may hold.
+const (
+	RoleWriter    = "writer"
+	RoleReader    = "reader"
+	RolePIIReader = "pii-reader"
+	RoleAdmin     = "admin"
+	RoleAuditor   = "auditor"
+)
+
+// Roles lists every role.
+var Roles = []string{RoleWriter, RoleReader, RolePIIReader, RoleAdmin, RoleAuditor}
+
+// TokenRequest is the body of POST /v1/tokens.
+type TokenRequest struct {
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+}
+
+// Token describes an API token; Secret is set only once, when it is
+// created.
+type Token struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Roles     []string   `json:"roles"`
+	CreatedAt time.Time  `json:"createdAt"`
+	CreatedBy string     `json:"createdBy"`
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+	// Secret is the bearer token itself: shown once, stored only as a
+	// hash.
+	Secret string `json:"token,omitempty"`
+}
+
+// TokenList answers GET /v1/tokens.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// Decode reads exactly one JSON document of type T from b, rejecting
+// unknown fields and trailing data.
+func Decode[T any](b []byte) (T, error) {
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return v, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return v, errors.New("trailing data after the JSON document")
+	}
+	return v, nil
+}
