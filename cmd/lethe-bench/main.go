@@ -1,5 +1,7 @@
 // Command lethe-bench measures Lethe against a raw pgx baseline run in the
-// same process, on the same PostgreSQL, in the same run: `make bench`.
+// same process, on the same PostgreSQL, in the same run: `make bench`. The
+// HTTP API's appends, driven by a load generator (vegeta) over loopback TCP,
+// are measured against the same appends through the Go API.
 //
 // Every figure is printed as a rate and as a ratio to its baseline, and
 // written with the machine's description to bench-results.json, so that runs

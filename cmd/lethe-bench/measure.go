@@ -29,6 +29,7 @@ func suites() []suite {
 		{"eventstore/append", benchAppend},
 		{"eventstore/read", benchRead},
 		{"forgettable", benchForgettable},
+		{"api/append", benchAPI},
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -33,6 +35,12 @@ type VaultOptions struct {
 	Port int
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// TLS makes a dev server serve HTTPS only (vault server -dev-tls): Vault
+	// generates a CA and a certificate for 127.0.0.1 and localhost into a
+	// temporary folder that Stop removes. Addr then starts with https://
+	// and CACert names the CA's PEM file, which clients must trust. Only
+	// for dev servers: StartVault refuses TLS with Dir.
+	TLS bool
 }
 
 // Vault is a Vault server started by StartVault, unsealed, with a KV
@@ -46,6 +54,10 @@ type Vault struct {
 	tempLog bool
 	pidFile string
 	client  *http.Client
+	// tlsDir holds the CA, certificate and key of a TLS dev server; Stop
+	// removes it. caFile is the CA's PEM file in it.
+	tlsDir string
+	caFile string
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has exited
@@ -73,9 +85,12 @@ const (
 func StartVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 	var v *Vault
 	var err error
-	if opts.Dir == "" {
+	switch {
+	case opts.TLS && opts.Dir != "":
+		err = errors.New("TLS is for dev servers only: leave Dir empty")
+	case opts.Dir == "":
 		v, err = startDevVault(ctx, opts)
-	} else {
+	default:
 		v, err = startPersistentVault(ctx, opts)
 	}
 	if err != nil {
@@ -93,8 +108,12 @@ func vaultBin(opts VaultOptions) (string, error) {
 }
 
 func newVault(opts VaultOptions, port int) *Vault {
+	scheme := "http"
+	if opts.TLS {
+		scheme = "https"
+	}
 	v := &Vault{
-		addr:   "http://127.0.0.1:" + strconv.Itoa(port),
+		addr:   scheme + "://127.0.0.1:" + strconv.Itoa(port),
 		log:    opts.Log,
 		client: &http.Client{Timeout: 10 * time.Second},
 	}
@@ -126,11 +145,28 @@ func startDevVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 			return nil, err
 		}
 		v.logPath = logFile.Name()
-		fmt.Fprintf(v.log, "starting a Vault dev server (in memory) on 127.0.0.1:%d\n", port)
-		err = v.launch(logFile, bin, "server", "-dev",
-			"-dev-root-token-id="+v.token,
-			"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
-			"-dev-no-store-token")
+		args := []string{"server", "-dev",
+			"-dev-root-token-id=" + v.token,
+			"-dev-listen-address=127.0.0.1:" + strconv.Itoa(port),
+			"-dev-no-store-token"}
+		if opts.TLS {
+			if v.tlsDir, err = os.MkdirTemp("", "lethe-vault-tls-"); err != nil {
+				logFile.Close()
+				_ = os.Remove(v.logPath)
+				return nil, err
+			}
+			v.caFile = filepath.Join(v.tlsDir, "vault-ca.pem")
+			args = append(args, "-dev-tls", "-dev-tls-cert-dir="+v.tlsDir)
+		}
+		how := ""
+		if opts.TLS {
+			how = " with TLS"
+		}
+		fmt.Fprintf(v.log, "starting a Vault dev server (in memory%s) on 127.0.0.1:%d\n", how, port)
+		err = v.launch(logFile, bin, args...)
+		if err == nil && opts.TLS {
+			err = v.trustDevCA(ctx)
+		}
 		if err == nil {
 			err = v.waitHealthy(ctx)
 		}
@@ -143,6 +179,9 @@ func startDevVault(ctx context.Context, opts VaultOptions) (*Vault, error) {
 		log := readFrom(v.logPath, 0)
 		_ = v.Stop(context.WithoutCancel(ctx))
 		_ = os.Remove(v.logPath)
+		if v.tlsDir != "" {
+			_ = os.RemoveAll(v.tlsDir) // Stop does nothing if launch failed
+		}
 		if opts.Port != 0 || attempt == 3 || !strings.Contains(log, "address already in use") {
 			return nil, fmt.Errorf("%w\nvault log:\n%s", err, indent(lastLines(log, 20)))
 		}
@@ -390,6 +429,29 @@ func (v *Vault) ensureKV2(ctx context.Context) error {
 	return nil
 }
 
+// trustDevCA waits until a TLS dev server has written its CA file, then
+// makes v's client trust that CA alone.
+func (v *Vault) trustDevCA(ctx context.Context) error {
+	var pool *x509.CertPool
+	err := v.poll(ctx, func(context.Context) bool {
+		b, err := os.ReadFile(v.caFile)
+		if err != nil {
+			return false
+		}
+		p := x509.NewCertPool()
+		if !p.AppendCertsFromPEM(b) { // not yet, or half, written
+			return false
+		}
+		pool = p
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("wait for vault's CA in %s: %w", v.caFile, err)
+	}
+	v.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return nil
+}
+
 // waitHealthy waits until GET /v1/sys/health answers 200: initialised,
 // unsealed and active.
 func (v *Vault) waitHealthy(ctx context.Context) error {
@@ -492,8 +554,14 @@ func (v *Vault) call(ctx context.Context, method, path, token string, in, out an
 	return nil
 }
 
-// Addr returns the server's address, such as http://127.0.0.1:8200.
+// Addr returns the server's address, such as http://127.0.0.1:8200, or
+// https://127.0.0.1:8200 for a TLS dev server.
 func (v *Vault) Addr() string { return v.addr }
+
+// CACert returns the PEM file of the CA that signed a TLS dev server's
+// certificate (for VAULT_CACERT), or "" if the server does not use TLS. The
+// file is removed by Stop.
+func (v *Vault) CACert() string { return v.caFile }
 
 // RootToken returns the server's root token.
 func (v *Vault) RootToken() string { return v.token }
@@ -507,7 +575,8 @@ func (v *Vault) Stop(ctx context.Context) error {
 		return nil
 	}
 	v.stopped = true
-	fmt.Fprintf(v.log, "stopping Vault on %s\n", strings.TrimPrefix(v.addr, "http://"))
+	_, hostPort, _ := strings.Cut(v.addr, "://")
+	fmt.Fprintf(v.log, "stopping Vault on %s\n", hostPort)
 	_ = v.cmd.Process.Signal(syscall.SIGINT)
 	timer := time.NewTimer(vaultStopTimeout)
 	defer timer.Stop()
@@ -528,6 +597,9 @@ func (v *Vault) Stop(ctx context.Context) error {
 	}
 	if v.tempLog {
 		_ = os.Remove(v.logPath)
+	}
+	if v.tlsDir != "" {
+		_ = os.RemoveAll(v.tlsDir)
 	}
 	return err
 }
