@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 
 	"golang.org/x/crypto/chacha20poly1305"
@@ -109,8 +110,9 @@ func appendAssociatedData[P string | []byte](ad []byte, streamID string, eventID
 type sealer struct {
 	key      keystore.Key
 	aead     cipher.AEAD
-	nonceKey []byte
+	mac      hash.Hash // HMAC-SHA256 under the nonce subkey
 	refBytes []byte
+	buf, ad  []byte // reused: a sealer serves one goroutine
 }
 
 func newSealer(key keystore.Key) (*sealer, error) {
@@ -125,19 +127,26 @@ func newSealer(key keystore.Key) (*sealer, error) {
 	material := key.Material()
 	sub := hmac.New(sha256.New, material[:])
 	sub.Write([]byte("lethe:v1 nonce key"))
-	return &sealer{key: key, aead: aead, nonceKey: sub.Sum(nil), refBytes: refBytes}, nil
+	return &sealer{key: key, aead: aead, mac: hmac.New(sha256.New, sub.Sum(nil)), refBytes: refBytes}, nil
 }
 
 // seal encrypts a JSON value, bound to loc, and returns the envelope string.
 func (s *sealer) seal(loc fieldLocation, plaintext []byte) (string, error) {
-	buf := make([]byte, 0, keystore.RefSize+binary.MaxVarintLen64+s.aead.NonceSize()+len(plaintext)+s.aead.Overhead())
+	return string(s.appendSealed(nil, loc, plaintext)), nil
+}
+
+// appendSealed appends the envelope of a JSON value, bound to loc, to dst.
+func (s *sealer) appendSealed(dst []byte, loc fieldLocation, plaintext []byte) []byte {
+	buf := s.buf[:0]
 	buf = append(buf, s.refBytes...)
 	buf = binary.AppendUvarint(buf, uint64(s.key.Version()))
 	nonceAt := len(buf)
-	ad := associatedData(loc, s.refBytes, s.key.Version())
-	buf = append(buf, s.syntheticNonce(ad, plaintext)...)
-	buf = s.aead.Seal(buf, buf[nonceAt:], plaintext, ad)
-	return EnvelopePrefix + base64.RawURLEncoding.EncodeToString(buf), nil
+	s.ad = appendAssociatedData(s.ad[:0], loc.streamID, loc.eventID, loc.path, s.refBytes, s.key.Version())
+	buf = s.appendSyntheticNonce(buf, s.ad, plaintext)
+	buf = s.aead.Seal(buf, buf[nonceAt:nonceAt+chacha20poly1305.NonceSizeX], plaintext, s.ad)
+	s.buf = buf
+	dst = append(dst, EnvelopePrefix...)
+	return base64.RawURLEncoding.AppendEncode(dst, buf)
 }
 
 // seal encrypts a JSON value under key, bound to loc.
@@ -152,14 +161,16 @@ func seal(key keystore.Key, loc fieldLocation, plaintext []byte) (string, error)
 // syntheticNonce derives a field's nonce from the associated data and the
 // plaintext (SIV): HMAC-SHA256 under a subkey of the data key, so that the
 // nonce reveals nothing and the AEAD key is used for nothing else.
-func (s *sealer) syntheticNonce(ad, plaintext []byte) []byte {
-	mac := hmac.New(sha256.New, s.nonceKey)
+func (s *sealer) appendSyntheticNonce(dst, ad, plaintext []byte) []byte {
+	s.mac.Reset()
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(ad)))
-	mac.Write(n[:])
-	mac.Write(ad)
-	mac.Write(plaintext)
-	return mac.Sum(nil)[:chacha20poly1305.NonceSizeX]
+	s.mac.Write(n[:])
+	s.mac.Write(ad)
+	s.mac.Write(plaintext)
+	at := len(dst)
+	dst = s.mac.Sum(dst)
+	return dst[:at+chacha20poly1305.NonceSizeX]
 }
 
 // isEnvelope reports whether a JSON string value is a sealed field.

@@ -86,31 +86,75 @@ type sealField struct {
 	key  keystore.Key
 }
 
+// span is the byte range of a value in a JSON document.
+type span struct{ start, end int }
+
+// findFields returns, for each of paths (escaped JSON Pointers), the byte
+// ranges of the values at that path in data, in one pass over its bytes:
+// nil for a path that is not there, several for duplicate keys.
+func findFields(data []byte, paths []string) ([][]span, error) {
+	found := make([][]span, len(paths))
+	sc := scanner{values: func(start, end int, path []byte) error {
+		for i, p := range paths {
+			if string(path) == p {
+				found[i] = append(found[i], span{start, end})
+			}
+		}
+		return nil
+	}}
+	if err := sc.run(data); err != nil {
+		return nil, err
+	}
+	return found, nil
+}
+
 // sealData replaces each field's value in data (a JSON object) with its
-// envelope. Fields must exist and must not overlap (checked by the caller).
+// envelope, splicing the envelopes into the bytes: the rest of the data is
+// left as sent (PostgreSQL stores it as jsonb). Fields must exist and must
+// not overlap (checked by the caller).
 func sealData(data []byte, streamID string, eventID [16]byte, fields []sealField) ([]byte, error) {
-	doc, err := decodeJSON(data)
+	return sealWith(data, streamID, eventID, fields, nil)
+}
+
+// sealWith is sealData with a sealer per key cached in sealers across the
+// events of an append (nil: a fresh cache).
+func sealWith(data []byte, streamID string, eventID [16]byte, fields []sealField, sealers map[keyRequest]*sealer) ([]byte, error) {
+	if !json.Valid(data) {
+		return nil, errors.New("data: invalid JSON")
+	}
+	if err := checkNoReserved(data); err != nil {
+		return nil, err
+	}
+	if sealers == nil {
+		sealers = map[keyRequest]*sealer{}
+	}
+	paths := make([]string, len(fields))
+	for i, f := range fields {
+		paths[i] = f.path.String()
+	}
+	found, err := findFields(data, paths)
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
-	return sealDoc(doc, streamID, eventID, fields, map[keyRequest]*sealer{})
-}
-
-// sealDoc is sealData on decoded data, which it changes in place. sealers
-// caches a sealer per key across the events of an append.
-func sealDoc(doc any, streamID string, eventID [16]byte, fields []sealField, sealers map[keyRequest]*sealer) ([]byte, error) {
-	if err := checkReserved(doc, nil); err != nil {
-		return nil, err
+	type splice struct {
+		span
+		field int
 	}
-	for _, f := range fields {
-		v, ok := f.path.get(doc)
-		if !ok {
-			return nil, fmt.Errorf("personal data path %s: no such field in the event's data", f.path)
+	var splices []splice
+	for i, spans := range found {
+		if len(spans) == 0 {
+			return nil, fmt.Errorf("personal data path %s: no such field in the event's data", fields[i].path)
 		}
-		plain, err := encodeJSON(v)
-		if err != nil {
-			return nil, err
+		for _, sp := range spans {
+			splices = append(splices, splice{sp, i})
 		}
+	}
+	slices.SortFunc(splices, func(a, b splice) int { return a.start - b.start })
+	out := make([]byte, 0, len(data)+len(splices)*(len(EnvelopePrefix)+160))
+	var plain bytes.Buffer
+	last := 0
+	for _, sp := range splices {
+		f := fields[sp.field]
 		kr := keyRequest{ref: f.key.Ref(), version: f.key.Version()}
 		sl := sealers[kr]
 		if sl == nil {
@@ -119,13 +163,32 @@ func sealDoc(doc any, streamID string, eventID [16]byte, fields []sealField, sea
 			}
 			sealers[kr] = sl
 		}
-		env, err := sl.seal(fieldLocation{streamID: streamID, eventID: eventID, path: f.path.String()}, plain)
-		if err != nil {
-			return nil, err
+		// The plaintext is the value's compact JSON, as sent.
+		plain.Reset()
+		if err := json.Compact(&plain, data[sp.start:sp.end]); err != nil {
+			return nil, fmt.Errorf("personal data path %s: %w", f.path, err)
 		}
-		f.path.set(doc, env)
+		out = append(out, data[last:sp.start]...)
+		out = append(out, '"')
+		out = sl.appendSealed(out, fieldLocation{streamID: streamID, eventID: eventID, path: paths[sp.field]}, plain.Bytes())
+		out = append(out, '"')
+		last = sp.end
 	}
-	return encodeJSON(doc)
+	return append(out, data[last:]...), nil
+}
+
+// checkNoReserved refuses data holding a plaintext string that starts like
+// a sealed field. The bytes are checked first; data that could hide the
+// prefix behind escapes is decoded.
+func checkNoReserved(data []byte) error {
+	if !containsReserved(data) && !bytes.Contains(data, []byte(`\u`)) {
+		return nil
+	}
+	doc, err := decodeJSON(data)
+	if err != nil {
+		return nil // the event store reports invalid JSON
+	}
+	return checkReserved(doc, nil)
 }
 
 // keyRequest is a key an event's sealed fields need.

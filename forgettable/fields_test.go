@@ -333,3 +333,38 @@ func FuzzScanSealed(f *testing.F) {
 		}
 	})
 }
+
+// Sealing splices envelopes into the data as sent: whitespace, escapes and
+// duplicate keys (every occurrence sealed: jsonb keeps the last) leave no
+// plaintext, and what opens is the value's compact JSON.
+func TestSealSplicesAsSent(t *testing.T) {
+	k := testKey(t, "casey", 1)
+	data := []byte("{ \"name\" : \"Ca\\u0073ey\" ,\n \"n\": { \"phone\": [ \"555-2951\" , 1 ] }, \"name\": \"Casey D\", \"keep\": \"x\" }")
+	sealed, err := sealData(data, "lead-12", eventID, []sealField{{mustPointer(t, "/name"), k}, {mustPointer(t, "/n/phone"), k}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"Ca", "555", "Casey D"} {
+		if bytes.Contains(sealed, []byte(secret)) {
+			t.Errorf("sealed data holds %q: %s", secret, sealed)
+		}
+	}
+	if n := bytes.Count(sealed, []byte(EnvelopePrefix)); n != 3 {
+		t.Errorf("%d envelopes in %s, want 3 (both names, the phone list)", n, sealed)
+	}
+	opened, _, err := openData(sealed, "lead-12", eventID, keysOf(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(opened, []byte(`["555-2951",1]`)) || !bytes.Contains(opened, []byte(`"Casey D"`)) {
+		t.Errorf("opened %s", opened)
+	}
+	// A reserved prefix hidden behind an escape is refused too.
+	hidden := []byte(`{"a":"lethe\u003av1:x","b":"y"}`)
+	if _, err := sealData(hidden, "lead-12", eventID, []sealField{{mustPointer(t, "/b"), k}}); !errors.Is(err, ErrReservedValue) {
+		t.Errorf("escaped reserved prefix: %v", err)
+	}
+	if _, err := sealData([]byte(`{"a":1,}`), "lead-12", eventID, []sealField{{mustPointer(t, "/a"), k}}); err == nil {
+		t.Error("invalid JSON sealed")
+	}
+}

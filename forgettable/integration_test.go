@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os/exec"
 	"path/filepath"
@@ -512,4 +513,69 @@ func TestErasureDropsCachedKeysEverywhere(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A long stream read in one page goes through the streaming path (rows
+// opened while they arrive): with a cold cache (every event deferred to
+// the batch fetch), a warm one, two key versions and two subjects, one of
+// them erased.
+func TestLongStreamReadStreaming(t *testing.T) {
+	e := newEnv(t)
+	w := e.instance()
+	ctx := testenv.Context(t)
+	const n = 700
+	batch := func(from, count int) []forgettable.Event {
+		var evs []forgettable.Event
+		for i := from; i < from+count; i++ {
+			subject := "ann@example.com"
+			if i%2 == 1 {
+				subject = "bob@example.com"
+			}
+			evs = append(evs, forgettable.Event{
+				EventData:    eventstore.EventData{ID: eventstore.NewEventID(), Type: "t", Data: json.RawMessage(fmt.Sprintf(`{"name":"name-%d","n":%d}`, i, i))},
+				PersonalData: []forgettable.PersonalData{{Subject: subject, Paths: []string{"/name"}}},
+			})
+		}
+		return evs
+	}
+	if _, err := w.Append(ctx, "long-1", eventstore.NoStream, batch(0, n/2)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.RotateKey(ctx, "ann@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Append(ctx, "long-1", eventstore.Any, batch(n/2, n/2)...); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s *instance, annForgotten bool) {
+		t.Helper()
+		evs, err := s.ReadStream(ctx, "long-1", eventstore.ReadStreamOptions{}, forgettable.Personal)
+		if err != nil || len(evs) != n {
+			t.Fatalf("read: %d events, %v", len(evs), err)
+		}
+		for i, ev := range evs {
+			m := decode(t, ev.Data)
+			if m["n"] != float64(i) || ev.Version != int64(i) {
+				t.Fatalf("event %d out of place: %v", i, m)
+			}
+			if annForgotten && i%2 == 0 {
+				if m["name"] != nil || len(ev.Redacted) != 1 || ev.Redacted[0].Reason != forgettable.ReasonForgotten {
+					t.Fatalf("event %d: %v %v, want forgotten", i, m, ev.Redacted)
+				}
+				continue
+			}
+			if m["name"] != fmt.Sprintf("name-%d", i) || len(ev.Redacted) != 0 {
+				t.Fatalf("event %d: %v %v", i, m, ev.Redacted)
+			}
+		}
+	}
+	check(e.instance(), false) // cold
+	warm := e.instance()
+	check(warm, false)
+	check(warm, false) // warm
+	if _, err := w.Forget(ctx, "ann@example.com", forgettable.ErasureRequest{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	check(warm, true)
+	check(e.instance(), true)
 }

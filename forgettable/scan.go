@@ -40,6 +40,9 @@ type scanner struct {
 	i     int
 	path  []byte // the current JSON Pointer, escaped
 	visit func(start, end int, path []byte) error
+	// values, if set, is called for every value (containers too) once it
+	// is scanned, with its byte range and JSON Pointer.
+	values func(start, end int, path []byte) error
 }
 
 // run scans b, which must be one JSON value.
@@ -69,6 +72,17 @@ func (s *scanner) skipSpace() {
 }
 
 func (s *scanner) value() error {
+	start := s.i
+	if err := s.scanValue(); err != nil {
+		return err
+	}
+	if s.values != nil {
+		return s.values(start, s.i, s.path)
+	}
+	return nil
+}
+
+func (s *scanner) scanValue() error {
 	if s.i >= len(s.b) {
 		return errBadJSON
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -226,9 +227,6 @@ type plannedField struct {
 type plan struct {
 	subjects []string // distinct subject ids of the append
 	fields   [][]plannedField
-	// docs are the events' decoded data, handed once to sealAll (sealing
-	// changes them: a retry decodes again).
-	docs []any
 }
 
 // planAppend works out which fields of which events to seal for whom,
@@ -237,15 +235,16 @@ func (s *Store) planAppend(ctx context.Context, events []Event) (plan, error) {
 	var p plan
 	index := map[string]int{}
 	p.fields = make([][]plannedField, len(events))
-	p.docs = make([]any, len(events))
 	for i, e := range events {
-		var ptrs []pointer
-		declared := map[int]bool{}
-		doc, err := decodeJSON(e.Data)
-		if err != nil {
+		if !json.Valid(e.Data) {
 			return p, &eventstore.InvalidEventError{Index: i, Reason: "data is not valid JSON"}
 		}
-		p.docs[i] = doc
+		type declaredPath struct {
+			ptr     pointer
+			subject int
+		}
+		var declared []declaredPath
+		subjects := map[int]bool{}
 		for _, pd := range e.PersonalData {
 			if err := keystore.ValidateSubject(pd.Subject); err != nil {
 				return p, fmt.Errorf("event %d: %w", i, err)
@@ -256,25 +255,45 @@ func (s *Store) planAppend(ctx context.Context, events []Event) (plan, error) {
 				index[pd.Subject] = k
 				p.subjects = append(p.subjects, pd.Subject)
 			}
-			declared[k] = true
+			subjects[k] = true
 			for _, raw := range pd.Paths {
 				ptr, err := parsePointer(raw)
 				if err != nil {
 					return p, fmt.Errorf("event %d: %w: %v", i, ErrInvalidDeclaration, err)
 				}
-				if _, ok := ptr.get(doc); !ok {
-					return p, fmt.Errorf("event %d: %w: %s is not a field of the event's data", i, ErrInvalidDeclaration, ptr)
-				}
-				ptrs = append(ptrs, ptr)
-				p.fields[i] = append(p.fields[i], plannedField{path: ptr, subject: k})
+				declared = append(declared, declaredPath{ptr, k})
 			}
 		}
 		policy, err := s.policyPaths(ctx, e.Type)
 		if err != nil {
 			return p, err
 		}
+		if len(declared) == 0 && len(policy) == 0 {
+			continue
+		}
+		// Which of the declared and policy fields the data has: one pass
+		// over its bytes, no decoding.
+		paths := make([]string, 0, len(declared)+len(policy))
+		for _, d := range declared {
+			paths = append(paths, d.ptr.String())
+		}
 		for _, pp := range policy {
-			if _, ok := pp.get(doc); !ok {
+			paths = append(paths, pp.String())
+		}
+		found, err := findFields(e.Data, paths)
+		if err != nil {
+			return p, &eventstore.InvalidEventError{Index: i, Reason: "data is not valid JSON"}
+		}
+		var ptrs []pointer
+		for j, d := range declared {
+			if len(found[j]) == 0 {
+				return p, fmt.Errorf("event %d: %w: %s is not a field of the event's data", i, ErrInvalidDeclaration, d.ptr)
+			}
+			ptrs = append(ptrs, d.ptr)
+			p.fields[i] = append(p.fields[i], plannedField{path: d.ptr, subject: d.subject})
+		}
+		for j, pp := range policy {
+			if len(found[len(declared)+j]) == 0 {
 				continue // the policy's field is not in this event
 			}
 			covered := false
@@ -287,13 +306,13 @@ func (s *Store) planAppend(ctx context.Context, events []Event) (plan, error) {
 			if covered {
 				continue
 			}
-			if len(declared) != 1 {
-				if len(declared) == 0 {
+			if len(subjects) != 1 {
+				if len(subjects) == 0 {
 					return p, fmt.Errorf("event %d (%s): %w: its protection policy names %s; declare the subject in personalData", i, e.Type, ErrUndeclaredPersonalData, pp)
 				}
 				return p, fmt.Errorf("event %d (%s): %w: policy field %s is not declared for any of the event's subjects", i, e.Type, ErrUndeclaredPersonalData, pp)
 			}
-			for k := range declared {
+			for k := range subjects {
 				ptrs = append(ptrs, pp)
 				p.fields[i] = append(p.fields[i], plannedField{path: pp, subject: k})
 			}
@@ -447,20 +466,12 @@ func (s *Store) sealAll(ctx context.Context, streamID string, events []Event, p 
 	sealers := map[keyRequest]*sealer{}
 	for i, e := range events {
 		out[i] = e.EventData
-		doc := p.docs[i]
-		p.docs[i] = nil
 		if len(p.fields[i]) == 0 {
 			if err := checkNoReserved(e.Data); err != nil {
 				return nil, &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
 			}
 			out[i].SubjectRefs = nil
 			continue
-		}
-		if doc == nil { // a retry: the first attempt sealed the decoded data
-			var err error
-			if doc, err = decodeJSON(e.Data); err != nil {
-				return nil, &eventstore.InvalidEventError{Index: i, Reason: "data is not valid JSON"}
-			}
 		}
 		fields := make([]sealField, len(p.fields[i]))
 		var subjectRefs []string
@@ -470,7 +481,7 @@ func (s *Store) sealAll(ctx context.Context, streamID string, events []Event, p 
 				subjectRefs = append(subjectRefs, r)
 			}
 		}
-		sealed, err := sealDoc(doc, streamID, e.ID, fields, sealers)
+		sealed, err := sealWith(e.Data, streamID, e.ID, fields, sealers)
 		if err != nil {
 			if errors.Is(err, ErrReservedValue) {
 				return nil, &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
@@ -484,24 +495,77 @@ func (s *Store) sealAll(ctx context.Context, streamID string, events []Event, p 
 	return out, nil
 }
 
-func checkNoReserved(data []byte) error {
-	if !containsReserved(data) {
-		return nil
-	}
-	doc, err := decodeJSON(data)
-	if err != nil {
-		return nil // the event store reports invalid JSON
-	}
-	return checkReserved(doc, nil)
-}
-
-// ReadStream reads a stream's events, opened for access.
+// ReadStream reads a stream's events, opened for access. When the event
+// store can hand rows over as they arrive (ReadStreamEach), events are
+// decrypted while the database still sends the next ones.
 func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions, access Access) ([]RecordedEvent, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = eventstore.DefaultReadLimit
+	}
+	if each, ok := s.events.(streamEacher); ok && access == Personal && limit >= 64 {
+		return s.readStreamEach(ctx, each, streamID, opts, limit)
+	}
 	events, err := s.events.ReadStream(ctx, streamID, opts)
 	if err != nil {
 		return nil, err
 	}
 	return s.Open(ctx, events, access)
+}
+
+// streamEacher is an event store that hands a stream's rows over as they
+// arrive; eventstore/postgres implements it.
+type streamEacher interface {
+	ReadStreamEach(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions, fn func(eventstore.RecordedEvent) error) error
+}
+
+// readStreamEach opens events on worker goroutines as the rows arrive.
+// Events whose keys are not in the key store's cache wait for one
+// concurrent batch fetch at the end, as in Open.
+func (s *Store) readStreamEach(ctx context.Context, each streamEacher, streamID string, opts eventstore.ReadStreamOptions, limit int) ([]RecordedEvent, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	o := s.newOpening(Personal)
+	raw := make([]eventstore.RecordedEvent, limit)
+	out := make([]RecordedEvent, limit)
+	jobs := make(chan int, 256)
+	workers := runtime.GOMAXPROCS(0)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		ow := o.worker()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if errs[w] != nil {
+					continue // drain
+				}
+				if errs[w] = ow.open(i, raw[i], &out[i]); errs[w] != nil {
+					cancel()
+				}
+			}
+		}()
+	}
+	n := 0
+	err := each.ReadStreamEach(ctx, streamID, opts, func(e eventstore.RecordedEvent) error {
+		if n == len(raw) {
+			return fmt.Errorf("read stream %s: more rows than the limit %d", streamID, limit)
+		}
+		raw[n] = e
+		jobs <- n
+		n++
+		return nil
+	})
+	close(jobs)
+	wg.Wait()
+	if werr := errors.Join(errs...); werr != nil {
+		return nil, werr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return o.finish(ctx, raw[:n], out[:n])
 }
 
 // Page is a page of the global log, opened.
@@ -527,14 +591,138 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions, acc
 // Open decrypts the personal fields of stored events, or redacts them:
 // "forgotten" when the erasure ledger (read with the events) says the
 // subject was erased, "restricted" for Restricted access. Keys are fetched
-// once per (subject, version), concurrently. It returns an error wrapping
-// keystore.ErrUnavailable when a key cannot be had, ErrTampered for a
-// sealed field that does not open, and ErrKeyMissing for a key missing
-// without an erasure record: never a redaction.
+// once per (subject, version): events whose keys the key store has cached
+// are opened at once, the others after one concurrent fetch of the keys
+// they need. It returns an error wrapping keystore.ErrUnavailable when a
+// key cannot be had, ErrTampered for a sealed field that does not open, and
+// ErrKeyMissing for a key missing without an erasure record: never a
+// redaction.
 func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, access Access) ([]RecordedEvent, error) {
+	o := s.newOpening(access)
 	out := make([]RecordedEvent, len(events))
-	for i, e := range events {
-		out[i].RecordedEvent = e
+	workers := workerCount(len(events))
+	err := parallel(len(events), workers, func(int) func(i int) error {
+		ow := o.worker()
+		return func(i int) error { return ow.open(i, events[i], &out[i]) }
+	})
+	if err != nil {
+		return nil, err
+	}
+	return o.finish(ctx, events, out)
+}
+
+// keyCache is a key store that can answer from memory without I/O;
+// keystore/vault implements it.
+type keyCache interface {
+	CachedKey(ref keystore.Ref, version int) (keystore.Key, bool)
+}
+
+// errDeferred marks a field whose key is not at hand yet.
+var errDeferred = errors.New("key not at hand")
+
+// opening is the state of one read's opening: the AEADs of the keys seen
+// so far, and the events waiting for a key.
+type opening struct {
+	s      *Store
+	access Access
+	cache  keyCache // nil if the key store has none
+
+	mu       sync.RWMutex
+	aeads    map[keyID]cipher.AEAD
+	missing  map[keyID]bool
+	deferred []int
+}
+
+func (s *Store) newOpening(access Access) *opening {
+	o := &opening{s: s, access: access, aeads: map[keyID]cipher.AEAD{}, missing: map[keyID]bool{}}
+	o.cache, _ = s.keys.(keyCache)
+	return o
+}
+
+// openWorker opens events on one goroutine, reusing its buffers.
+type openWorker struct {
+	o      *opening
+	fo     *fieldOpener
+	erased []string // the event being opened's erased references
+	arena  []byte
+}
+
+func (o *opening) worker() *openWorker {
+	w := &openWorker{o: o}
+	w.fo = newFieldOpener(w.source)
+	return w
+}
+
+// source is the key source of the event being opened.
+func (w *openWorker) source(k keyID) (cipher.AEAD, string, error) {
+	if len(w.erased) > 0 && containsRef(w.erased, k.ref) {
+		return nil, ReasonForgotten, nil
+	}
+	o := w.o
+	if o.access != Personal {
+		return nil, ReasonRestricted, nil
+	}
+	o.mu.RLock()
+	a, ok := o.aeads[k]
+	o.mu.RUnlock()
+	if ok {
+		return a, "", nil
+	}
+	if o.cache != nil {
+		if key, ok := o.cache.CachedKey(k.request().ref, k.version); ok {
+			a, err := newAEAD(key)
+			if err != nil {
+				return nil, "", err
+			}
+			o.mu.Lock()
+			o.aeads[k] = a
+			o.mu.Unlock()
+			return a, "", nil
+		}
+	}
+	o.mu.Lock()
+	o.missing[k] = true
+	o.mu.Unlock()
+	return nil, "", errDeferred
+}
+
+// open opens event e (number i of the read) into out, or defers it until
+// its keys are fetched.
+func (w *openWorker) open(i int, e eventstore.RecordedEvent, out *RecordedEvent) error {
+	out.RecordedEvent = e
+	if len(e.SubjectRefs) == 0 {
+		return nil
+	}
+	if cap(w.arena)-len(w.arena) < len(e.Data) {
+		w.arena = make([]byte, 0, max(64<<10, len(e.Data)))
+	}
+	dst := w.arena[len(w.arena):len(w.arena):cap(w.arena)]
+	w.erased = e.ErasedRefs
+	data, redacted, err := w.fo.open(e.Data, e.StreamID, e.ID, dst)
+	w.erased = nil
+	if errors.Is(err, errDeferred) {
+		w.o.mu.Lock()
+		w.o.deferred = append(w.o.deferred, i)
+		w.o.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("event %s: %w", e.ID, err)
+	}
+	if len(data) > 0 && cap(dst) > 0 && &data[:1][0] == &dst[:1][0] {
+		w.arena = w.arena[:len(w.arena)+len(data)]
+		data = data[:len(data):len(data)]
+	}
+	out.Data = json.RawMessage(data)
+	out.Redacted = redacted
+	return nil
+}
+
+// finish fetches the keys the deferred events need, concurrently, and
+// opens those events.
+func (o *opening) finish(ctx context.Context, events []eventstore.RecordedEvent, out []RecordedEvent) ([]RecordedEvent, error) {
+	if len(o.deferred) == 0 {
+		return out, nil
 	}
 	erased := map[keystore.Ref]bool{}
 	for _, e := range events {
@@ -542,116 +730,67 @@ func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, acc
 			erased[keystore.Ref(r)] = true
 		}
 	}
-	// Parsing and decrypting are CPU work: both passes spread large pages
-	// over the cores, each worker with its own buffers.
-	workers := workerCount(len(events))
-	var keys map[keyRequest]keystore.Key
-	if access == Personal {
-		// First pass: which keys the sealed fields need (only the first
-		// bytes of each envelope are decoded).
-		found := make([]map[keyID]bool, workers)
-		err := parallel(len(events), workers, func(w int) func(i int) error {
-			seen := map[keyID]bool{}
-			found[w] = seen
-			var data []byte
-			var sc scanner
-			sc.visit = func(start, end int, path []byte) error {
-				k, err := envelopeKey(data[start+1 : end-1])
-				if err != nil {
-					return fmt.Errorf("field %s: %w", path, err)
-				}
-				seen[k] = true
-				return nil
-			}
-			return func(i int) error {
-				if len(events[i].SubjectRefs) == 0 {
-					return nil
-				}
-				data = events[i].Data
-				if err := sc.run(data); err != nil {
-					return fmt.Errorf("event %s: %w", events[i].ID, err)
-				}
-				return nil
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		var need []keyRequest
-		seen := map[keyID]bool{}
-		for _, ks := range found {
-			for k := range ks {
-				if r := k.request(); !seen[k] && !erased[r.ref] {
-					seen[k] = true
-					need = append(need, r)
-				}
-			}
-		}
-		if keys, err = s.fetchKeys(ctx, need, erased); err != nil {
-			return nil, err
+	var need []keyRequest
+	for k := range o.missing {
+		if r := k.request(); !erased[r.ref] {
+			need = append(need, r)
 		}
 	}
-	erasedIDs := make(map[[keystore.RefSize]byte]bool, len(erased))
-	for r := range erased {
-		var b [keystore.RefSize]byte
-		copy(b[:], r.Bytes())
-		erasedIDs[b] = true
+	keys, err := o.s.fetchKeys(ctx, need, erased)
+	if err != nil {
+		return nil, err
 	}
-	aeads := make(map[keyID]cipher.AEAD, len(keys))
 	for r, k := range keys {
-		aead, err := newAEAD(k)
+		a, err := newAEAD(k)
 		if err != nil {
 			return nil, err
 		}
 		var id keyID
 		copy(id.ref[:], r.ref.Bytes())
 		id.version = r.version
-		aeads[id] = aead
+		o.aeads[id] = a
 	}
-	source := func(k keyID) (cipher.AEAD, string, error) {
-		if erasedIDs[k.ref] {
-			return nil, ReasonForgotten, nil
-		}
-		if access != Personal {
-			return nil, ReasonRestricted, nil
-		}
-		a, ok := aeads[k]
-		if !ok {
-			return nil, "", fmt.Errorf("no key fetched for %s", k.request().ref)
-		}
-		return a, "", nil
+	// Keys found missing are of subjects erased since the events were
+	// read: their fields are forgotten.
+	var gone []string
+	for r := range erased {
+		gone = append(gone, string(r))
 	}
-	// Second pass: open. Opened data is never longer than sealed data, so
-	// each worker writes every event's data into one buffer of its own.
-	err := parallel(len(events), workers, func(w int) func(i int) error {
-		o := newFieldOpener(source)
-		size := 0
-		for i := w; i < len(events); i += workers {
-			if len(events[i].SubjectRefs) > 0 {
-				size += len(events[i].Data)
+	w := o.worker()
+	o.cache = nil // what is not in aeads now is an error, not a deferral
+	deferred := o.deferred
+	o.deferred = nil
+	for _, i := range deferred {
+		e := events[i]
+		e.ErasedRefs = gone
+		if err := w.open(i, e, &out[i]); err != nil {
+			return nil, err
+		}
+		// The event's erased references: those the row said, and those
+		// found erased since.
+		out[i].ErasedRefs = nil
+		for _, r := range events[i].SubjectRefs {
+			if erased[keystore.Ref(r)] {
+				out[i].ErasedRefs = append(out[i].ErasedRefs, r)
 			}
 		}
-		arena := make([]byte, size)
-		return func(i int) error {
-			e := events[i]
-			if len(e.SubjectRefs) == 0 {
-				return nil
-			}
-			dst := arena[:0:len(e.Data)]
-			arena = arena[len(e.Data):]
-			data, redacted, err := o.open(e.Data, e.StreamID, e.ID, dst)
-			if err != nil {
-				return fmt.Errorf("event %s: %w", e.ID, err)
-			}
-			out[i].Data = json.RawMessage(data)
-			out[i].Redacted = redacted
-			return nil
-		}
-	})
-	if err != nil {
-		return nil, err
+	}
+	if len(o.deferred) > 0 {
+		return nil, fmt.Errorf("event %s: no key fetched for one of its fields", events[o.deferred[0]].ID)
 	}
 	return out, nil
+}
+
+// containsRef reports whether refs (hex) holds the reference ref (bytes).
+func containsRef(refs []string, ref [keystore.RefSize]byte) bool {
+	var h [2 * keystore.RefSize]byte
+	hex.Encode(h[:], ref[:])
+	for _, r := range refs {
+		if r == string(h[:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // workerCount is how many goroutines parallel should use for n items: one

@@ -462,15 +462,56 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 }
 
 func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) ([]eventstore.RecordedEvent, error) {
-	q := `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
-	if opts.Backward {
-		q = `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
-	}
-	rows, err := s.pool.Query(ctx, q, streamID, opts.From, limitOrDefault(opts.Limit))
+	rows, err := s.queryStream(ctx, streamID, opts)
 	if err != nil {
 		return nil, err
 	}
 	return collectEvents(rows)
+}
+
+func (s *Store) queryStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) (pgx.Rows, error) {
+	q := `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
+	if opts.Backward {
+		q = `SELECT ` + eventColumns + ` FROM events WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT $3`
+	}
+	return s.pool.Query(ctx, q, streamID, opts.From, limitOrDefault(opts.Limit))
+}
+
+// ReadStreamEach is ReadStream handing each event to fn as its row
+// arrives, so that the caller's work on an event overlaps the database
+// producing the next ones (package forgettable decrypts this way). It
+// returns fn's first error, which stops the read, and ErrStreamNotFound as
+// ReadStream does.
+func (s *Store) ReadStreamEach(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions, fn func(eventstore.RecordedEvent) error) error {
+	if err := eventstore.ValidateStreamID(streamID); err != nil {
+		return fmt.Errorf("read stream: %w", err)
+	}
+	rows, err := s.queryStream(ctx, streamID, opts)
+	if err != nil {
+		return fmt.Errorf("read stream %s: %w", streamID, err)
+	}
+	n := 0
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err == nil {
+			err = fn(e)
+		}
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		n++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read stream %s: %w", streamID, err)
+	}
+	if n == 0 {
+		if _, err := s.StreamVersion(ctx, streamID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // StreamVersion implements eventstore.Store.

@@ -561,6 +561,19 @@ func (s *Store) Key(ctx context.Context, ref keystore.Ref, version int) (keystor
 	return k, nil
 }
 
+// CachedKey returns version of ref's key if this process's cache holds it,
+// without asking Vault: reads open what they can while rows stream in, and
+// fetch the rest in one concurrent batch.
+func (s *Store) CachedKey(ref keystore.Ref, version int) (keystore.Key, bool) {
+	if sk, ok := s.cache.get(ref); ok {
+		if k, ok := sk.keys[version]; ok {
+			s.obs.KeyLookup(true)
+			return k, true
+		}
+	}
+	return keystore.Key{}, false
+}
+
 // Rotate adds a version to ref's key: it reads the secret, adds the new
 // version and writes it back with check-and-set on the KV version it read,
 // retrying when another writer got there first. Returns
