@@ -11,9 +11,22 @@ import (
 
 type principalKey struct{}
 
+// authenticated is a request's principal and the hash of the token it
+// came with (subscriptions check it again while they run).
+type authenticated struct {
+	p    Principal
+	hash [32]byte
+}
+
 func principalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
+	a, ok := ctx.Value(principalKey{}).(authenticated)
+	return a.p, ok
+}
+
+// tokenHashFrom returns the hash of the request's token.
+func tokenHashFrom(ctx context.Context) ([32]byte, bool) {
+	a, ok := ctx.Value(principalKey{}).(authenticated)
+	return a.hash, ok
 }
 
 // authenticate resolves the bearer token of every /v1 request: 401 without
@@ -27,7 +40,8 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Send a token: Authorization: Bearer <token>.")
 			return
 		}
-		p, err := s.principal(r.Context(), HashToken(strings.TrimSpace(token)))
+		hash := HashToken(strings.TrimSpace(token))
+		p, err := s.principal(r.Context(), hash)
 		switch {
 		case errors.Is(err, ErrUnauthenticated):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="lethe", error="invalid_token"`)
@@ -37,7 +51,10 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			s.fail(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		if info := infoOf(r); info != nil {
+			info.tokenID = p.TokenID // for observe's log line
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, authenticated{p: p, hash: hash})))
 	})
 }
 

@@ -68,8 +68,8 @@ func newDeployment(t *testing.T) *deployment {
 }
 
 // server starts one "process": its own pool, caches, key store and HTTP
-// server.
-func (d *deployment) server() *httptest.Server {
+// server. configure, if given, changes its options.
+func (d *deployment) server(configure ...func(*api.Options)) *httptest.Server {
 	d.t.Helper()
 	pool := testenv.Pool(d.t, d.dbURL)
 	events := postgres.New(pool, postgres.Options{})
@@ -85,9 +85,13 @@ func (d *deployment) server() *httptest.Server {
 	d.t.Cleanup(cancel)
 	go ledger.Listen(ctx, log, keys.Invalidate, store.PolicyChanged, func() { store.PolicyChanged("") })
 	tokens := apipg.NewTokens(pool)
-	srv := api.NewServer(api.Options{Logger: log, Events: store, Subjects: store, Policies: store, Subscriber: events,
+	opts := api.Options{Logger: log, Events: store, Subjects: store, Policies: store, Subscriber: events,
 		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), AdminToken: d.adminToken,
-		Limits: api.Limits{SSEHeartbeat: 200 * time.Millisecond}})
+		Limits: api.Limits{SSEHeartbeat: 200 * time.Millisecond}}
+	for _, f := range configure {
+		f(&opts)
+	}
+	srv := api.NewServer(opts)
 	go func() { _ = tokens.Listen(ctx, srv.TokenRevoked) }()
 	hs := httptest.NewUnstartedServer(srv)
 	hs.Config.RegisterOnShutdown(srv.BeginShutdown)

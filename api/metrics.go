@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -83,11 +84,14 @@ func (m *Metrics) VaultRequest(op string, d time.Duration, err error) {
 }
 
 // observe measures every request and logs it: route pattern, never the
-// raw path (it may hold a subject id).
+// raw path (it may hold a subject id), and the token id once authenticate
+// has filled in the request's requestInfo.
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		info := &requestInfo{}
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
 		next.ServeHTTP(ww, r)
 		route := routePattern(r)
 		status := ww.Status()
@@ -102,8 +106,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
 			slog.Duration("duration", d), slog.String("request_id", requestID(r))}
-		if p, ok := principalFrom(r.Context()); ok {
-			attrs = append(attrs, slog.String("token_id", p.TokenID))
+		if info.tokenID != "" {
+			attrs = append(attrs, slog.String("token_id", info.tokenID))
 		}
 		s.log.LogAttrs(r.Context(), level, "request", attrs...)
 	})

@@ -140,13 +140,14 @@ type Options struct {
 // Server is Lethe's HTTP API. Its handler is safe for concurrent use; any
 // number of servers may share one database and Vault.
 type Server struct {
-	opts      Options
-	log       *slog.Logger
-	limits    Limits
-	metrics   *Metrics
-	router    *chi.Mux
-	bootstrap bootstrap
-	auth      *authCache
+	opts       Options
+	log        *slog.Logger
+	limits     Limits
+	metrics    *Metrics
+	router     *chi.Mux
+	bootstrap  bootstrap
+	auth       *authCache
+	requestIDs *requestIDs
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -167,12 +168,13 @@ func NewServer(opts Options) *Server {
 		opts.Metrics = NewMetrics()
 	}
 	s := &Server{
-		opts:    opts,
-		log:     opts.Logger,
-		limits:  opts.Limits.withDefaults(),
-		metrics: opts.Metrics,
-		auth:    newAuthCache(opts.AuthCacheTTL, 10_000),
-		closing: make(chan struct{}),
+		opts:       opts,
+		log:        opts.Logger,
+		limits:     opts.Limits.withDefaults(),
+		metrics:    opts.Metrics,
+		auth:       newAuthCache(opts.AuthCacheTTL, 10_000),
+		requestIDs: newRequestIDs(),
+		closing:    make(chan struct{}),
 	}
 	if opts.AdminToken != "" {
 		s.bootstrap = bootstrap{hash: HashToken(opts.AdminToken), set: true}
@@ -206,7 +208,7 @@ var (
 
 func (s *Server) routes() *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.requestIDHeader, s.observe, s.recoverer)
+	r.Use(s.assignRequestID, s.requestIDHeader, s.observe, s.recoverer)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

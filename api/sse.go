@@ -130,6 +130,13 @@ func (s *Server) subscribeStream(w http.ResponseWriter, r *http.Request) {
 // while idle. A subscriber that does not take a batch within
 // SSEWriteTimeout is disconnected (it resumes with Last-Event-ID), so a slow
 // client never makes the server buffer more than two batches.
+//
+// The token is checked again before each batch is sent and at each
+// heartbeat (a lookup in the authentication cache, which a revocation
+// clears at once; the token store at most every AuthCacheTTL): once it is
+// revoked, the stream ends with an unauthenticated error and sends nothing
+// more. The roles need no second check: a token's roles never change, so a
+// token that still authenticates still has the roles that let it in.
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, a forgettable.Access, feed sseFeed) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -152,9 +159,17 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, a forgettable.
 	if err := write([]byte(": lethe subscription\n\n")); err != nil {
 		return
 	}
+	hash, _ := tokenHashFrom(r.Context())
+	authenticated := func() error {
+		_, err := s.principal(ctx, hash)
+		return err
+	}
 	send := func(events []forgettable.RecordedEvent) error {
 		if len(events) == 0 {
 			return nil
+		}
+		if err := authenticated(); err != nil {
+			return err
 		}
 		if err := s.recordAccess(ctx, r, a, events); err != nil {
 			return err
@@ -179,12 +194,19 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, a forgettable.
 			s.log.Info("subscriber too slow: disconnected", "route", routePattern(r), "request_id", requestID(r))
 			return
 		}
-		s.log.Warn("subscription ended by an error", "route", routePattern(r), "request_id", requestID(r), "err", err)
-		name, detail := "internal", "The subscription failed; reconnect with Last-Event-ID."
-		if errors.Is(err, keystore.ErrUnavailable) {
+		name, status, detail := "internal", http.StatusServiceUnavailable, "The subscription failed; reconnect with Last-Event-ID."
+		switch {
+		case errors.Is(err, ErrUnauthenticated):
+			p, _ := principalFrom(r.Context())
+			s.log.Info("subscription ended: token revoked", "route", routePattern(r), "request_id", requestID(r), "token_id", p.TokenID)
+			name, status, detail = "unauthenticated", http.StatusUnauthorized, "The token was revoked: the subscription ends."
+		case errors.Is(err, keystore.ErrUnavailable):
+			s.log.Warn("subscription ended by an error", "route", routePattern(r), "request_id", requestID(r), "err", err)
 			name, detail = "key-store-unavailable", "The key store (Vault) cannot be reached; reconnect later with Last-Event-ID."
+		default:
+			s.log.Warn("subscription ended by an error", "route", routePattern(r), "request_id", requestID(r), "err", err)
 		}
-		b, _ := json.Marshal(Problem{Type: ProblemTypeBase + name, Title: problemTitles[name], Status: 503, Detail: detail, RequestID: requestID(r)})
+		b, _ := json.Marshal(Problem{Type: ProblemTypeBase + name, Title: problemTitles[name], Status: status, Detail: detail, RequestID: requestID(r)})
 		_ = write(fmt.Appendf(nil, "event: error\ndata: %s\n\n", b))
 	}
 
@@ -264,6 +286,10 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, a forgettable.
 				return
 			}
 		case <-heartbeat.C:
+			if err := authenticated(); err != nil {
+				fail(err)
+				return
+			}
 			if err := write([]byte(": heartbeat\n\n")); err != nil {
 				return
 			}

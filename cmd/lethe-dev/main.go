@@ -67,14 +67,16 @@ PostgreSQL's server programs come from pg_config or /usr/lib/postgresql/*/bin
 `
 
 // examples are the commands that the banner of "lethe-dev run" suggests;
-// LETHE_URL and LETHE_ADMIN_TOKEN are exported just above them. Add API
+// LETHE_URL and the tokens are exported just above them, after a cd to the
+// checkout's root directory (they name files relative to it). Add API
 // calls here as they appear.
 const examples = `# Is Lethe up? Ready (PostgreSQL, schema, Vault)?
 curl -s "$LETHE_URL/healthz"
 curl -s "$LETHE_URL/readyz"
 
 # Append the seed's lead stream: casey's name and phone are encrypted
-# under her own key (201; sending it again is a safe retry: 200)
+# under her own key (201). Sending it again is a safe retry (200) until
+# casey is erased; after that it is 409 subject-erased, by design
 curl -s -X POST "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN" \
   -H 'Content-Type: application/json' -d @docs/examples/lead-12.json
 
@@ -466,7 +468,9 @@ func printBanner(w io.Writer, url string, st localState, dbURL, vaultAddr, root,
 	} else {
 		fmt.Fprintf(&b, "uses Vault's root token, and all data stays in %s/ and %s/.\n\n", rel(stateDir), pgDir)
 	}
-	fmt.Fprintf(&b, "Try it (copy and paste into another terminal):\n\n")
+	fmt.Fprintf(&b, "Try it: copy and paste into another terminal. Run the commands from the\n")
+	fmt.Fprintf(&b, "checkout's root directory: they use docs/examples/lead-12.json and .lethe/env.\n\n")
+	fmt.Fprintf(&b, "  cd %s\n", shellQuote(root))
 	fmt.Fprintf(&b, "  export LETHE_URL=%s\n", url)
 	fmt.Fprintf(&b, "  export LETHE_ADMIN_TOKEN=%s   # admin: erase, holds, policies, tokens\n", st.AdminToken)
 	fmt.Fprintf(&b, "  export LETHE_TOKEN=%s   # writer + pii-reader\n", st.Token)
@@ -481,6 +485,14 @@ func printBanner(w io.Writer, url string, st localState, dbURL, vaultAddr, root,
 	}
 	b.WriteString("\nCtrl-C stops everything.\n\n")
 	io.WriteString(w, b.String())
+}
+
+// shellQuote quotes s for a POSIX shell, unless it needs no quotes.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+:@,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // ensureDemoTokens makes the demo tokens through the API with the admin

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lethe-store/lethe/api"
 	apipg "github.com/lethe-store/lethe/api/postgres"
+	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/keystore"
@@ -38,6 +39,19 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("TLS needs both LETHE_TLS_CERT and LETHE_TLS_KEY")
+	}
+	if err := checkLimits(maxBody, maxEvents, maxEventBytes); err != nil {
+		return err
+	}
+	// The key pair is loaded before anything else happens, so that a bad
+	// file stops the process at once instead of failing every handshake.
+	var cert *tls.Certificate
+	if c.TLSCert != "" {
+		kp, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load the TLS key pair of LETHE_TLS_CERT and LETHE_TLS_KEY: %w", err)
+		}
+		cert = &kp
 	}
 	// The bootstrap admin token comes from the environment only: a flag
 	// would show in the process list.
@@ -109,6 +123,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			return nil
 		}})
 		log.Info("crypto-shredding on", "vault", c.VaultAddr, "mount", c.Vault.Mount, "prefix", c.Vault.Prefix)
+		// Say at once if Vault is not there, but serve anyway: Vault may
+		// come later, and /readyz reports it meanwhile.
+		hctx, cancel := context.WithTimeout(ctx, vaultStartupCheckTimeout)
+		err = vkeys.Health(hctx)
+		cancel()
+		if err != nil {
+			log.Warn("Vault is not healthy: personal data cannot be appended or read until it is; serving anyway (see /readyz)",
+				"vault", c.VaultAddr, "err", err)
+		}
 	} else {
 		log.Warn("crypto-shredding off: no Vault configured (LETHE_VAULT_ADDR); appends with personal data are refused")
 	}
@@ -129,7 +152,33 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			log.Error("token revocation listener stopped", "err", err)
 		}
 	}()
-	return serveHTTP(ctx, log, c, server)
+	return serveHTTP(ctx, log, c, cert, server)
+}
+
+// vaultStartupCheckTimeout bounds serve's one look at Vault's health before
+// serving.
+const vaultStartupCheckTimeout = 5 * time.Second
+
+// checkLimits refuses limits that cannot be meant: negative ones (0 is the
+// default), and more events per append than the store takes.
+func checkLimits(maxBody, maxEvents, maxEventBytes int) error {
+	for _, l := range []struct {
+		v         int
+		env, flag string
+	}{
+		{maxBody, "LETHE_MAX_BODY_BYTES", "--max-body-bytes"},
+		{maxEvents, "LETHE_MAX_EVENTS_PER_APPEND", "--max-events-per-append"},
+		{maxEventBytes, "LETHE_MAX_EVENT_BYTES", "--max-event-bytes"},
+	} {
+		if l.v < 0 {
+			return fmt.Errorf("%s (%s) is %d: want 0 (the default) or more", l.env, l.flag, l.v)
+		}
+	}
+	if maxEvents > eventstore.MaxEventsPerAppend {
+		return fmt.Errorf("LETHE_MAX_EVENTS_PER_APPEND (--max-events-per-append) is %d: the store takes at most %d events per append",
+			maxEvents, eventstore.MaxEventsPerAppend)
+	}
+	return nil
 }
 
 // noKeyStore is the key store of a server without Vault: every key is
@@ -154,8 +203,9 @@ func (noKeyStore) Destroy(context.Context, keystore.Ref) (keystore.DestroyReport
 }
 func (noKeyStore) Invalidate(keystore.Ref) {}
 
-// serveHTTP serves until ctx ends, then drains in-flight requests.
-func serveHTTP(ctx context.Context, log *slog.Logger, c config, handler http.Handler) error {
+// serveHTTP serves until ctx ends, then drains in-flight requests: HTTPS
+// with cert, plain HTTP without.
+func serveHTTP(ctx context.Context, log *slog.Logger, c config, cert *tls.Certificate, handler http.Handler) error {
 	ln, err := net.Listen("tcp", c.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.ListenAddr, err)
@@ -174,15 +224,15 @@ func serveHTTP(ctx context.Context, log *slog.Logger, c config, handler http.Han
 		srv.RegisterOnShutdown(s.BeginShutdown)
 	}
 	scheme := "http"
-	if c.TLSCert != "" {
+	if cert != nil {
 		scheme = "https"
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*cert}}
 	}
 	log.Info("lethe serving", "addr", scheme+"://"+ln.Addr().String(), "version", version)
 	errc := make(chan error, 1)
 	go func() {
-		if c.TLSCert != "" {
-			errc <- srv.ServeTLS(ln, c.TLSCert, c.TLSKey)
+		if cert != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
 			return
 		}
 		errc <- srv.Serve(ln)
