@@ -204,6 +204,11 @@ func decodeEnvelopeInto(buf, s []byte) (envelope, []byte, error) {
 		return e, buf, errors.New("not a sealed field")
 	}
 	enc := s[len(EnvelopePrefix):]
+	if bytes.ContainsAny(enc, "\r\n") {
+		// encoding/base64 skips line breaks; a sealed field never has
+		// any, and both decoders must see the same bytes.
+		return e, buf, fmt.Errorf("sealed field: bad base64: %w", ErrTampered)
+	}
 	if n := base64.RawURLEncoding.DecodedLen(len(enc)); cap(buf) < n {
 		buf = make([]byte, n, max(n, 2*cap(buf)))
 	} else {
@@ -242,7 +247,7 @@ const headerChars = 64
 // opened or redacted.
 func envelopeKey(s []byte) (keyID, error) {
 	enc, ok := bytes.CutPrefix(s, []byte(EnvelopePrefix))
-	if !ok || len(enc) < headerChars {
+	if !ok || len(enc) < headerChars || bytes.ContainsAny(enc, "\r\n") {
 		e, err := decodeEnvelopeBytes(s) // the precise error
 		if err == nil {
 			err = fmt.Errorf("sealed field: too short: %w", ErrTampered)
