@@ -344,7 +344,7 @@ func TestSealSplicesAsSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{"Ca", "555", "Casey D"} {
+	for _, secret := range []string{`Ca\u0073ey`, "555-2951", "Casey D"} {
 		if bytes.Contains(sealed, []byte(secret)) {
 			t.Errorf("sealed data holds %q: %s", secret, sealed)
 		}
