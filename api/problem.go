@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -138,7 +139,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeDocument(w http.ResponseWriter, status int, contentType string, v any) {
-	b, err := json.Marshal(v)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // "<token>", not "\u003ctoken\u003e": this is not HTML
+	err := enc.Encode(v)
 	if err != nil {
 		// Only a bug gets here: answer without the document.
 		http.Error(w, `{"type":"`+ProblemTypeBase+`internal","title":"Internal error","status":500}`, http.StatusInternalServerError)
@@ -148,7 +152,7 @@ func writeDocument(w http.ResponseWriter, status int, contentType string, v any)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(buf.Bytes())
 }
 
 // isJSONContentType accepts application/json, any +json type, and no
