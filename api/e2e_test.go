@@ -548,3 +548,48 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Graceful shutdown ends open subscriptions cleanly (an SSE "shutdown"
+// event, then the end of the stream), so that http.Server.Shutdown is not
+// held up by them.
+func TestShutdownEndsSubscriptions(t *testing.T) {
+	d := newDeployment(t)
+	hs := d.server()
+	tk := d.tokens(hs)
+	ctx := testenv.Context(t)
+	sub, err := tk.reader.SubscribeAll(ctx, 0, "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for {
+		ev, err := sub.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind == "caught-up" {
+			break
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- hs.Config.Shutdown(sctx)
+	}()
+	ev, err := sub.Next()
+	if err != nil || ev.Kind != "shutdown" {
+		t.Fatalf("during shutdown: %+v, %v; want a shutdown event", ev, err)
+	}
+	if _, err := sub.Next(); err != io.EOF {
+		t.Errorf("after the shutdown event: %v, want the end of the stream", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Shutdown held up by the subscription")
+	}
+}
