@@ -25,6 +25,8 @@ var routeRoles = map[string][]string{
 
 	"POST /v1/streams/{streamId}/events":   {wire.RoleWriter},
 	"GET /v1/streams/{streamId}/events":    {wire.RoleReader, wire.RolePIIReader},
+	"GET /v1/streams/{streamId}/state":     {wire.RoleReader, wire.RolePIIReader},
+	"GET /v1/streams/{streamId}/history":   {wire.RoleReader, wire.RolePIIReader},
 	"GET /v1/events":                       {wire.RoleReader, wire.RolePIIReader},
 	"GET /v1/streams/{streamId}/subscribe": {wire.RoleReader, wire.RolePIIReader},
 	"GET /v1/subscribe":                    {wire.RoleReader, wire.RolePIIReader},

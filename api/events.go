@@ -259,39 +259,55 @@ func (s *Server) open(r *http.Request, events []eventstore.RecordedEvent) ([]wir
 // decrypted personal data, before the response is sent: if it cannot be
 // recorded, the data is not served.
 func (s *Server) recordAccess(ctx context.Context, r *http.Request, a forgettable.Access, events []forgettable.RecordedEvent) error {
+	var t accessTally
+	t.add(a, events)
+	return s.record(ctx, r, &t)
+}
+
+// accessTally gathers what a response discloses: the events with
+// decrypted personal data, their streams and their subjects' references.
+type accessTally struct {
+	streams, refs []string
+	events        int
+}
+
+func (t *accessTally) add(a forgettable.Access, events []forgettable.RecordedEvent) {
 	if a != forgettable.Personal {
-		return nil
+		return
 	}
-	var streams, refs []string
-	n := 0
 	for _, e := range events {
 		decrypted := false
 		for _, ref := range e.SubjectRefs {
 			if !slices.Contains(e.ErasedRefs, ref) {
 				decrypted = true
-				if !slices.Contains(refs, ref) {
-					refs = append(refs, ref)
+				if !slices.Contains(t.refs, ref) {
+					t.refs = append(t.refs, ref)
 				}
 			}
 		}
 		if decrypted {
-			n++
-			if !slices.Contains(streams, e.StreamID) {
-				streams = append(streams, e.StreamID)
+			t.events++
+			if !slices.Contains(t.streams, e.StreamID) {
+				t.streams = append(t.streams, e.StreamID)
 			}
 		}
 	}
-	if n == 0 {
+}
+
+// record writes the tally to the access log, if anything personal was
+// decrypted; it must succeed before the response is sent.
+func (s *Server) record(ctx context.Context, r *http.Request, t *accessTally) error {
+	if t.events == 0 {
 		return nil
 	}
 	if s.opts.AccessLog == nil {
 		return errors.New("no access log configured: personal data is not served")
 	}
 	p, _ := principalFrom(r.Context())
-	slices.Sort(streams)
-	slices.Sort(refs)
+	slices.Sort(t.streams)
+	slices.Sort(t.refs)
 	err := s.opts.AccessLog.RecordAccess(ctx, AccessRecord{At: time.Now().UTC(), TokenID: p.TokenID, Method: r.Method, Route: routePattern(r),
-		RequestID: requestID(r), StreamIDs: streams, SubjectRefs: refs, Events: n})
+		RequestID: requestID(r), StreamIDs: t.streams, SubjectRefs: t.refs, Events: t.events})
 	if err != nil {
 		return fmt.Errorf("record access: %w", err)
 	}

@@ -50,6 +50,7 @@ var problemTitles = map[string]string{
 	"policy-not-found":         "Policy not found",
 	"token-not-found":          "Token not found",
 	"not-erased":               "Subject not erased",
+	"version-not-found":        "Version not found",
 	"method-not-allowed":       "Method not allowed",
 	"wrong-expected-version":   "Wrong expected version",
 	"duplicate-event-id":       "Duplicate event id",

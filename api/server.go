@@ -15,6 +15,7 @@ import (
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/keystore"
+	"github.com/lethe-store/lethe/projection"
 )
 
 // ReadinessCheck is one dependency that must answer for the server to be
@@ -128,6 +129,9 @@ type Options struct {
 	AccessLog  AccessLog
 	Metrics    *Metrics
 	Limits     Limits
+	// Folders replace the generic fold of GET /v1/streams/{id}/state for
+	// the streams of a category (the stream id up to its first "-").
+	Folders map[string]projection.Folder
 	// AdminToken is the bootstrap admin token (LETHE_ADMIN_TOKEN), held in
 	// memory only; empty: none.
 	AdminToken string
@@ -218,6 +222,8 @@ func (s *Server) routes() *chi.Mux {
 		r.Use(s.authenticate)
 		r.With(s.require(writers...)).Post("/streams/{streamId}/events", s.appendEvents)
 		r.With(s.require(readers...)).Get("/streams/{streamId}/events", s.readStream)
+		r.With(s.require(readers...)).Get("/streams/{streamId}/state", s.streamState)
+		r.With(s.require(readers...)).Get("/streams/{streamId}/history", s.streamHistory)
 		r.With(s.require(readers...)).Get("/events", s.readAll)
 		r.With(s.require(readers...)).Get("/streams/{streamId}/subscribe", s.subscribeStream)
 		r.With(s.require(readers...)).Get("/subscribe", s.subscribeAll)

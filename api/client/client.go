@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lethe-store/lethe/api/wire"
 )
@@ -360,3 +361,35 @@ func (s *Subscription) Next() (SSEEvent, error) {
 
 // Close ends the subscription.
 func (s *Subscription) Close() error { return s.resp.Body.Close() }
+
+// StateOptions bound a derived view: up to a version, or up to a time
+// (at most one of them; neither: the whole stream).
+type StateOptions struct {
+	Version *int64
+	At      *time.Time
+}
+
+func (o StateOptions) query() url.Values {
+	q := url.Values{}
+	if o.Version != nil {
+		q.Set("version", strconv.FormatInt(*o.Version, 10))
+	}
+	if o.At != nil {
+		q.Set("at", o.At.Format(time.RFC3339Nano))
+	}
+	return q
+}
+
+// State returns a stream's state folded up to a version or time.
+func (c *Client) State(ctx context.Context, streamID string, opts StateOptions) (wire.StreamState, error) {
+	var s wire.StreamState
+	_, err := c.do(ctx, http.MethodGet, "/v1/streams/"+url.PathEscape(streamID)+"/state", opts.query(), nil, &s)
+	return s, err
+}
+
+// History returns every value each field of a stream ever had.
+func (c *Client) History(ctx context.Context, streamID string, opts StateOptions) (wire.StreamHistory, error) {
+	var h wire.StreamHistory
+	_, err := c.do(ctx, http.MethodGet, "/v1/streams/"+url.PathEscape(streamID)+"/history", opts.query(), nil, &h)
+	return h, err
+}

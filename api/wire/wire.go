@@ -306,3 +306,44 @@ func Decode[T any](b []byte) (T, error) {
 	}
 	return v, nil
 }
+
+// FieldRedaction is a field of a derived view (state, history) shown as
+// null: the value it came from, in event Version, was redacted.
+type FieldRedaction struct {
+	Path    string `json:"path"`
+	Reason  string `json:"reason"`
+	Version int64  `json:"version"`
+}
+
+// StreamState answers GET /v1/streams/{streamId}/state: the stream's
+// state folded from its events up to Version (-1: before its first event).
+type StreamState struct {
+	StreamID string `json:"streamId"`
+	Version  int64  `json:"version"`
+	// UpdatedAt is the recording time of the last event folded (absent
+	// before the first).
+	UpdatedAt *time.Time `json:"updatedAt,omitempty"`
+	// EventTypes are the types of the events folded, in the order first
+	// seen.
+	EventTypes []string        `json:"eventTypes"`
+	State      json.RawMessage `json:"state"`
+	// Redacted lists the fields of State that are null because the value
+	// they hold came redacted. Always present.
+	Redacted []FieldRedaction `json:"redacted"`
+}
+
+// FieldValue is a value a field took, and when it appeared.
+type FieldValue struct {
+	Value      json.RawMessage `json:"value"`
+	Version    int64           `json:"version"`
+	RecordedAt time.Time       `json:"recordedAt"`
+}
+
+// StreamHistory answers GET /v1/streams/{streamId}/history: every value
+// each field ever had (keyed by JSON Pointer), oldest first.
+type StreamHistory struct {
+	StreamID string                  `json:"streamId"`
+	Version  int64                   `json:"version"`
+	Fields   map[string][]FieldValue `json:"fields"`
+	Redacted []FieldRedaction        `json:"redacted"`
+}

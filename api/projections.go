@@ -1,0 +1,201 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/projection"
+)
+
+// foldPage is the page size of reads that fold a whole stream.
+const foldPage = 1000
+
+// upTo is how far a derived view reads a stream: up to a version, or up to
+// a time (events recorded at or before it).
+type upTo struct {
+	version int64 // -1: no bound
+	at      *time.Time
+}
+
+func parseUpTo(q url.Values) (upTo, error) {
+	u := upTo{version: -1}
+	if err := checkQuery(q, "version", "at"); err != nil {
+		return u, err
+	}
+	if q.Has("version") && q.Has("at") {
+		return u, errors.New("give version or at, not both")
+	}
+	if q.Has("version") {
+		v, err := queryInt(q, "version", 0, 0, eventstore.EndOfStream-1)
+		if err != nil {
+			return u, err
+		}
+		u.version = v
+	}
+	if q.Has("at") {
+		t, err := time.Parse(time.RFC3339Nano, q.Get("at"))
+		if err != nil {
+			return u, errors.New("at: want an RFC 3339 time, e.g. 2020-05-20T12:00:00Z")
+		}
+		u.at = &t
+	}
+	return u, nil
+}
+
+// readUpTo reads a stream in version order up to u, page by page, handing
+// each page (opened for the caller) to fn, and records the access. It
+// returns the version of the stream's last event (to tell a version past
+// the end).
+func (s *Server) readUpTo(r *http.Request, streamID string, u upTo, fn func([]forgettable.RecordedEvent) error) (last int64, err error) {
+	a := access(r)
+	var tally accessTally
+	last = -1
+	for from := int64(0); ; {
+		events, err := s.opts.Events.ReadStream(r.Context(), streamID, eventstore.ReadStreamOptions{From: from, Limit: foldPage}, a)
+		if err != nil {
+			return last, err
+		}
+		full := len(events) == foldPage
+		if n := len(events); n > 0 {
+			last = events[n-1].Version
+			from = last + 1
+		}
+		cut := len(events)
+		for i, e := range events {
+			if (u.version >= 0 && e.Version > u.version) || (u.at != nil && e.RecordedAt.After(*u.at)) {
+				cut = i
+				break
+			}
+		}
+		events = events[:cut]
+		tally.add(a, events)
+		if err := fn(events); err != nil {
+			return last, err
+		}
+		if cut < foldPage || !full {
+			break
+		}
+	}
+	return last, s.record(r.Context(), r, &tally)
+}
+
+func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
+	streamID, ok := s.streamParam(w, r)
+	if !ok {
+		return
+	}
+	u, err := parseUpTo(r.URL.Query())
+	if err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return
+	}
+	out := wire.StreamState{StreamID: streamID, Version: -1, EventTypes: []string{}, Redacted: []wire.FieldRedaction{}}
+	var last int64
+	if folder, ok := s.opts.Folders[eventstore.Category(streamID)]; ok {
+		// A registered fold: its state, and every redaction it was shown.
+		var state []byte
+		var seen []string
+		last, err = s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
+			if len(events) == 0 {
+				return nil
+			}
+			next, err := folder.Fold(state, events)
+			if err != nil {
+				return fmt.Errorf("fold %s: %w", eventstore.Category(streamID), err)
+			}
+			state = next
+			for _, e := range events {
+				for _, red := range e.Redacted {
+					out.Redacted = append(out.Redacted, wire.FieldRedaction{Path: red.Path, Reason: red.Reason, Version: e.Version})
+				}
+				if !slices.Contains(seen, e.Type) {
+					seen = append(seen, e.Type)
+				}
+				at := e.RecordedAt
+				out.Version, out.UpdatedAt = e.Version, &at
+			}
+			return nil
+		})
+		out.State, out.EventTypes = state, append(out.EventTypes, seen...)
+	} else {
+		fold := projection.NewFold(streamID)
+		last, err = s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
+			for _, e := range events {
+				if err := fold.Apply(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		st := fold.State()
+		out.Version, out.State = st.Version, st.State
+		out.EventTypes = append(out.EventTypes, st.EventTypes...)
+		if st.Version >= 0 {
+			at := st.UpdatedAt
+			out.UpdatedAt = &at
+		}
+		for _, red := range st.Redacted {
+			out.Redacted = append(out.Redacted, wire.FieldRedaction{Path: red.Path, Reason: red.Reason, Version: red.Version})
+		}
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if u.version > last {
+		s.problem(w, r, http.StatusNotFound, "version-not-found", fmt.Sprintf("The stream's last version is %d.", last))
+		return
+	}
+	if len(out.State) == 0 {
+		out.State = []byte("{}")
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) streamHistory(w http.ResponseWriter, r *http.Request) {
+	streamID, ok := s.streamParam(w, r)
+	if !ok {
+		return
+	}
+	u, err := parseUpTo(r.URL.Query())
+	if err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return
+	}
+	h := projection.NewHistory(streamID)
+	last, err := s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
+		for _, e := range events {
+			if err := h.Apply(e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if u.version > last {
+		s.problem(w, r, http.StatusNotFound, "version-not-found", fmt.Sprintf("The stream's last version is %d.", last))
+		return
+	}
+	out := wire.StreamHistory{StreamID: streamID, Version: h.Version, Fields: map[string][]wire.FieldValue{}, Redacted: []wire.FieldRedaction{}}
+	for path, as := range h.Fields {
+		vs := make([]wire.FieldValue, len(as))
+		for i, a := range as {
+			vs[i] = wire.FieldValue{Value: a.Value, Version: a.Version, RecordedAt: a.RecordedAt}
+		}
+		out.Fields[path] = vs
+	}
+	for _, red := range h.Redacted {
+		out.Redacted = append(out.Redacted, wire.FieldRedaction{Path: red.Path, Reason: red.Reason, Version: red.Version})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

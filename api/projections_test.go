@@ -1,0 +1,163 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/lethe-store/lethe/api"
+	"github.com/lethe-store/lethe/api/client"
+	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/testenv"
+	"github.com/lethe-store/lethe/projection"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func stateMap(t *testing.T, s wire.StreamState) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(s.State, &m); err != nil {
+		t.Fatalf("state %s: %v", s.State, err)
+	}
+	return m
+}
+
+// The seed's lead at every version and at times between its events, its
+// field history, for a pii-reader, a reader and after the erasure.
+func TestStateAndHistory(t *testing.T) {
+	d := newDeployment(t)
+	hs := d.server()
+	tk := d.tokens(hs)
+	ctx := testenv.Context(t)
+	// One append per event: each gets its own recording time.
+	var times []time.Time
+	for i, e := range seedLead() {
+		res, err := tk.writer.Append(ctx, "lead-12", wire.Exact(int64(i)-1), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := tk.reader.ReadStream(ctx, "lead-12", client.ReadOptions{From: res.FirstVersion, Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		times = append(times, p.Events[0].RecordedAt)
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	want := []map[string]any{
+		{"first-name": "Casey", "last-name": "David", "phone-number": "555-2951"},
+		{"first-name": "Casey", "last-name": "David", "phone-number": "555-2951", "timestamp": "2020-05-20T12:32:08.24Z"},
+		{"first-name": "Casey", "last-name": "David", "phone-number": "555-2951", "followup-on": "2020-05-27T12:00:00.00Z"},
+		{"first-name": "Casey", "last-name": "Davis", "phone-number": "555-8101", "followup-on": "2020-05-27T12:00:00.00Z"},
+		{"last-name": "Davis", "timestamp": "2020-05-27T12:02:12.51Z"},
+		{"last-name": "Davis", "payment-deadline": "2020-05-30T12:02:12.51Z"},
+		{"first-name": "Casey", "last-name": "Davis", "phone-number": "555-8101", "followup-on": "2020-05-27T12:00:00.00Z", "status": "converted"},
+	}
+	check := func(s wire.StreamState, err error, version int) {
+		t.Helper()
+		if err != nil || s.Version != int64(version) || s.StreamID != "lead-12" {
+			t.Fatalf("state at %d = %+v, %v", version, s, err)
+		}
+		m := stateMap(t, s)
+		for k, v := range want[version] {
+			if m[k] != v {
+				t.Errorf("state at %d: %s = %v, want %v (%v)", version, k, m[k], v, m)
+			}
+		}
+		if len(s.EventTypes) == 0 || s.UpdatedAt == nil || !s.UpdatedAt.Equal(times[version]) {
+			t.Errorf("state at %d: types %v, updated %v", version, s.EventTypes, s.UpdatedAt)
+		}
+	}
+	for v := range 7 {
+		s, err := tk.pii.State(ctx, "lead-12", client.StateOptions{Version: ptr(int64(v))})
+		check(s, err, v)
+		// Just before the next event was recorded, the state is this
+		// version's.
+		at := times[v]
+		if v < 6 {
+			at = times[v].Add(times[v+1].Sub(times[v]) / 2)
+		}
+		s, err = tk.pii.State(ctx, "lead-12", client.StateOptions{At: &at})
+		check(s, err, v)
+	}
+	before, err := tk.pii.State(ctx, "lead-12", client.StateOptions{At: ptr(times[0].Add(-time.Second))})
+	if err != nil || before.Version != -1 || string(before.State) != "{}" || before.UpdatedAt != nil {
+		t.Errorf("state before the first event = %+v, %v", before, err)
+	}
+	if _, err := tk.pii.State(ctx, "lead-12", client.StateOptions{Version: ptr(int64(7))}); problemType(err) != "version-not-found" {
+		t.Errorf("version 7 = %v", err)
+	}
+	if _, err := tk.pii.State(ctx, "lead-99", client.StateOptions{}); problemType(err) != "stream-not-found" {
+		t.Errorf("unknown stream = %v", err)
+	}
+
+	h, err := tk.pii.History(ctx, "lead-12", client.StateOptions{})
+	if err != nil || h.Version != 6 {
+		t.Fatalf("history = %+v, %v", h, err)
+	}
+	var names []string
+	for _, v := range h.Fields["/last-name"] {
+		names = append(names, string(v.Value)+fmt.Sprint("@", v.Version))
+	}
+	if fmt.Sprint(names) != `["David"@0 "Davis"@3]` || len(h.Fields["/phone-number"]) != 2 || len(h.Redacted) != 0 {
+		t.Errorf("history of last names %v, phones %v", names, h.Fields["/phone-number"])
+	}
+
+	// A reader sees the same shapes, personal fields restricted.
+	rs, err := tk.reader.State(ctx, "lead-12", client.StateOptions{})
+	if m := stateMap(t, rs); err != nil || m["first-name"] != nil || m["status"] != "converted" || len(rs.Redacted) != 3 || rs.Redacted[0].Reason != wire.ReasonRestricted {
+		t.Errorf("reader state = %s %v, %v", rs.State, rs.Redacted, err)
+	}
+
+	if _, err := tk.admin.Erase(ctx, casey, wire.EraseRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := tk.pii.State(ctx, "lead-12", client.StateOptions{Version: ptr(int64(2))})
+	if m := stateMap(t, fs); err != nil || m["first-name"] != nil || m["followup-on"] != "2020-05-27T12:00:00.00Z" ||
+		len(fs.Redacted) != 3 || fs.Redacted[0] != (wire.FieldRedaction{Path: "/first-name", Reason: "forgotten", Version: 0}) {
+		t.Errorf("state at 2 after erase = %s %v, %v", fs.State, fs.Redacted, err)
+	}
+	fh, err := tk.pii.History(ctx, "lead-12", client.StateOptions{})
+	if err != nil || len(fh.Redacted) != 6 {
+		t.Fatalf("history after erase = %+v, %v", fh, err)
+	}
+	for _, v := range fh.Fields["/last-name"] {
+		if string(v.Value) != "null" {
+			t.Errorf("history after erase keeps %s", v.Value)
+		}
+	}
+	if _, err := tk.pii.State(ctx, "lead-12", client.StateOptions{Version: ptr(int64(1)), At: &times[0]}); problemType(err) != "invalid-query" {
+		t.Errorf("version and at = %v", err)
+	}
+}
+
+// A fold registered for a category replaces the generic one.
+func TestRegisteredFolder(t *testing.T) {
+	d := newDeployment(t)
+	countTypes := projection.FolderFunc(func(state json.RawMessage, events []forgettable.RecordedEvent) (json.RawMessage, error) {
+		counts := map[string]int{}
+		if state != nil {
+			if err := json.Unmarshal(state, &counts); err != nil {
+				return nil, err
+			}
+		}
+		for _, e := range events {
+			counts[e.Type]++
+		}
+		return json.Marshal(counts)
+	})
+	hs := d.server(func(o *api.Options) { o.Folders = map[string]projection.Folder{"lead": countTypes} })
+	tk := d.tokens(hs)
+	ctx := context.Background()
+	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
+		t.Fatal(err)
+	}
+	s, err := tk.reader.State(ctx, "lead-12", client.StateOptions{})
+	if m := stateMap(t, s); err != nil || m["contacted"] != float64(2) || m["lead-initialized"] != float64(1) || s.Version != 6 || len(s.Redacted) != 6 {
+		t.Errorf("registered fold = %s %v, %v", s.State, s.Redacted, err)
+	}
+}

@@ -1,0 +1,132 @@
+package projection
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/eventstore/eventstoretest"
+	"github.com/lethe-store/lethe/forgettable"
+)
+
+// seed returns the seed's lead stream as read; forgotten, its personal
+// fields null and redacted as after casey's erasure.
+func seed(forgotten bool) []forgettable.RecordedEvent {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var out []forgettable.RecordedEvent
+	for i, e := range eventstoretest.SeedLead {
+		data := e.Data
+		var red []forgettable.Redaction
+		if forgotten && (i == 0 || i == 3) {
+			var m map[string]any
+			_ = json.Unmarshal([]byte(data), &m)
+			for _, f := range []string{"first-name", "last-name", "phone-number"} {
+				m[f] = nil
+				red = append(red, forgettable.Redaction{Path: "/" + f, Reason: forgettable.ReasonForgotten})
+			}
+			b, _ := json.Marshal(m)
+			data = string(b)
+		}
+		out = append(out, forgettable.RecordedEvent{RecordedEvent: eventstore.RecordedEvent{
+			StreamID: "lead-12", Version: int64(i), Position: int64(100 + i), ID: eventstore.NewEventID(), Type: e.Type,
+			Data: json.RawMessage(data), RecordedAt: t0.Add(time.Duration(i) * time.Hour)}, Redacted: red})
+	}
+	return out
+}
+
+func stateAt(t *testing.T, events []forgettable.RecordedEvent, version int) (State, map[string]any) {
+	t.Helper()
+	f := NewFold("lead-12")
+	for _, e := range events[:version+1] {
+		if err := f.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := f.State()
+	var m map[string]any
+	if err := json.Unmarshal(s.State, &m); err != nil {
+		t.Fatalf("state %s: %v", s.State, err)
+	}
+	return s, m
+}
+
+// The seed's lead at version 2 and 6, as mission.md tells it.
+func TestGenericFoldSeedLead(t *testing.T) {
+	events := seed(false)
+	s, m := stateAt(t, events, 2)
+	if m["first-name"] != "Casey" || m["last-name"] != "David" || m["phone-number"] != "555-2951" || m["followup-on"] != "2020-05-27T12:00:00.00Z" || s.Version != 2 {
+		t.Errorf("version 2: %v", m)
+	}
+	if !reflect.DeepEqual(s.EventTypes, []string{"lead-initialized", "contacted", "followup-set"}) || !s.UpdatedAt.Equal(events[2].RecordedAt) {
+		t.Errorf("version 2: types %v, updated %v", s.EventTypes, s.UpdatedAt)
+	}
+	_, m = stateAt(t, events, 6)
+	if m["last-name"] != "Davis" || m["phone-number"] != "555-8101" || m["status"] != "converted" || m["timestamp"] != "2020-05-27T12:38:44.12Z" {
+		t.Errorf("version 6: %v", m)
+	}
+	if s, _ := stateAt(t, events, 0); len(s.Redacted) != 0 {
+		t.Errorf("redacted %v", s.Redacted)
+	}
+}
+
+// After the erasure the state keeps its shape: personal fields null,
+// listed with the version their (forgotten) value came from.
+func TestGenericFoldForgotten(t *testing.T) {
+	s, m := stateAt(t, seed(true), 6)
+	if v, ok := m["first-name"]; !ok || v != nil || m["status"] != "converted" {
+		t.Errorf("state %v", m)
+	}
+	want := []Redaction{{"/first-name", "forgotten", 3}, {"/last-name", "forgotten", 3}, {"/phone-number", "forgotten", 3}}
+	if !reflect.DeepEqual(s.Redacted, want) {
+		t.Errorf("redacted %v, want %v", s.Redacted, want)
+	}
+	// A later plain write of a field replaces the redacted value.
+	events := seed(true)
+	events = append(events, forgettable.RecordedEvent{RecordedEvent: eventstore.RecordedEvent{Version: 7, Type: "renamed", ID: eventstore.NewEventID(),
+		Data: json.RawMessage(`{"last-name":"Smith"}`)}})
+	s, m = stateAt(t, events, 7)
+	if m["last-name"] != "Smith" || len(s.Redacted) != 2 {
+		t.Errorf("after a new write: %v %v", m, s.Redacted)
+	}
+}
+
+func TestHistorySeedLead(t *testing.T) {
+	h, err := HistoryOf("lead-12", seed(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := func(path string) []string {
+		var out []string
+		for _, a := range h.Fields[path] {
+			out = append(out, string(a.Value))
+		}
+		return out
+	}
+	if got := values("/last-name"); !reflect.DeepEqual(got, []string{`"David"`, `"Davis"`}) {
+		t.Errorf("last names %v", got)
+	}
+	if got := values("/phone-number"); !reflect.DeepEqual(got, []string{`"555-2951"`, `"555-8101"`}) {
+		t.Errorf("phones %v", got)
+	}
+	if got := values("/first-name"); !reflect.DeepEqual(got, []string{`"Casey"`}) {
+		t.Errorf("first names %v (an unchanged value appears once)", got)
+	}
+	if a := h.Fields["/last-name"][1]; a.Version != 3 || h.Version != 6 || len(h.Redacted) != 0 {
+		t.Errorf("Davis appeared at %d; history at %d; redacted %v", a.Version, h.Version, h.Redacted)
+	}
+
+	f, err := HistoryOf("lead-12", seed(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/first-name", "/last-name", "/phone-number"} {
+		if len(f.Fields[p]) != 2 || string(f.Fields[p][0].Value) != "null" || string(f.Fields[p][1].Value) != "null" {
+			t.Errorf("%s after erasure: %+v", p, f.Fields[p])
+		}
+	}
+	if len(f.Redacted) != 6 || f.Redacted[0].Reason != "forgotten" {
+		t.Errorf("redacted %v", f.Redacted)
+	}
+}
