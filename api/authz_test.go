@@ -28,6 +28,10 @@ var routeRoles = map[string][]string{
 	"GET /v1/streams/{streamId}/state":     {wire.RoleReader, wire.RolePIIReader},
 	"GET /v1/streams/{streamId}/history":   {wire.RoleReader, wire.RolePIIReader},
 	"GET /v1/events":                       {wire.RoleReader, wire.RolePIIReader},
+	"GET /v1/lookup":                       {wire.RolePIIReader},
+	"GET /v1/analytics/{category}":         {wire.RoleReader, wire.RolePIIReader, wire.RoleAuditor},
+	"GET /v1/projections":                  {wire.RoleAdmin},
+	"POST /v1/projections/{name}/rebuild":  {wire.RoleAdmin},
 	"GET /v1/streams/{streamId}/subscribe": {wire.RoleReader, wire.RolePIIReader},
 	"GET /v1/subscribe":                    {wire.RoleReader, wire.RolePIIReader},
 	"POST /v1/subjects/{subject}/erase":    {wire.RoleAdmin},
@@ -85,7 +89,7 @@ func TestRouteRoleMatrix(t *testing.T) {
 		}
 		method, pattern, _ := strings.Cut(rt, " ")
 		path := strings.NewReplacer("{streamId}", "matrix-1", "{subject}", "nobody@example.com", "{eventType}", "matrix-type",
-			"{tokenId}", eventstore.NewEventID().String()).Replace(pattern)
+			"{tokenId}", eventstore.NewEventID().String(), "{category}", "lead", "{name}", "analytics").Replace(pattern)
 		call := func(token string) int {
 			t.Helper()
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -27,6 +27,7 @@ import (
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
 	"github.com/lethe-store/lethe/keystore/vault"
+	projpg "github.com/lethe-store/lethe/projection/postgres"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -85,9 +86,19 @@ func (d *deployment) server(configure ...func(*api.Options)) *httptest.Server {
 	d.t.Cleanup(cancel)
 	go ledger.Listen(ctx, log, keys.Invalidate, store.PolicyChanged, func() { store.PolicyChanged("") })
 	tokens := apipg.NewTokens(pool)
+	runner := projpg.NewRunner(pool, events, store, projpg.Options{Logger: log, Changes: events.ChangeNotifier(), Idle: 100 * time.Millisecond})
+	for _, p := range []projpg.Projection{projpg.Analytics(), projpg.Lookup(keys)} {
+		if err := runner.Register(p); err != nil {
+			d.t.Fatal(err)
+		}
+	}
+	runnerDone := make(chan struct{})
+	go func() { defer close(runnerDone); runner.Run(ctx) }()
+	d.t.Cleanup(func() { cancel(); <-runnerDone })
 	opts := api.Options{Logger: log, Events: store, Subjects: store, Policies: store, Subscriber: events,
 		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), AdminToken: d.adminToken,
-		Limits: api.Limits{SSEHeartbeat: 200 * time.Millisecond}}
+		ReadModels: projpg.NewService(pool, runner, keys),
+		Limits:     api.Limits{SSEHeartbeat: 200 * time.Millisecond}}
 	for _, f := range configure {
 		f(&opts)
 	}

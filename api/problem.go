@@ -12,6 +12,7 @@ import (
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/keystore"
+	"github.com/lethe-store/lethe/projection"
 )
 
 // ProblemTypeBase prefixes every problem type URI. The URIs are stable
@@ -51,6 +52,7 @@ var problemTitles = map[string]string{
 	"token-not-found":          "Token not found",
 	"not-erased":               "Subject not erased",
 	"version-not-found":        "Version not found",
+	"projection-not-found":     "Projection not found",
 	"method-not-allowed":       "Method not allowed",
 	"wrong-expected-version":   "Wrong expected version",
 	"duplicate-event-id":       "Duplicate event id",
@@ -94,6 +96,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.problem(w, r, http.StatusNotFound, "stream-not-found", "The stream has no events.")
 	case errors.Is(err, forgettable.ErrPolicyNotFound):
 		s.problem(w, r, http.StatusNotFound, "policy-not-found", "This event type has no protection policy.")
+	case errors.Is(err, projection.ErrUnknownProjection):
+		s.problem(w, r, http.StatusNotFound, "projection-not-found", "This server runs no such projection.")
 	case errors.Is(err, ErrTokenNotFound):
 		s.problem(w, r, http.StatusNotFound, "token-not-found", "No such token.")
 	case errors.Is(err, ErrInvalidRole):

@@ -161,3 +161,84 @@ func TestRegisteredFolder(t *testing.T) {
 		t.Errorf("registered fold = %s %v, %v", s.State, s.Redacted, err)
 	}
 }
+
+// eventually retries check until it passes or 10 s pass: the projections
+// catch up asynchronously.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The built-in read models through HTTP: the lookup index finds the lead
+// by an old phone number until casey is erased; the funnel counts; status
+// and rebuild.
+func TestReadModelsThroughTheAPI(t *testing.T) {
+	d := newDeployment(t)
+	hs := d.server()
+	tk := d.tokens(hs)
+	ctx := testenv.Context(t)
+	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "lookup by the old phone", func() error {
+		s, err := tk.pii.Lookup(ctx, "lead", "/phone-number", "555-2951")
+		if err != nil || fmt.Sprint(s) != "[lead-12]" {
+			return fmt.Errorf("%v, %v", s, err)
+		}
+		return nil
+	})
+	if _, err := tk.reader.Lookup(ctx, "lead", "/phone-number", "555-2951"); problemType(err) != "forbidden" {
+		t.Errorf("lookup as a reader = %v, want forbidden", err)
+	}
+	eventually(t, "analytics", func() error {
+		a, err := tk.reader.Analytics(ctx, "lead")
+		if err != nil || a.Totals["contacted"] != 2 || a.Totals["payment-confirmed"] != 1 || len(a.Days) != 1 {
+			return fmt.Errorf("%+v, %v", a, err)
+		}
+		return nil
+	})
+	if _, err := tk.admin.Erase(ctx, casey, wire.EraseRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "lookup after the erasure", func() error {
+		for _, v := range [][2]string{{"/phone-number", "555-2951"}, {"/last-name", "Davis"}} {
+			s, err := tk.pii.Lookup(ctx, "lead", v[0], v[1])
+			if err != nil || len(s) != 0 {
+				return fmt.Errorf("%s finds %v, %v", v[1], s, err)
+			}
+		}
+		return nil
+	})
+	if err := tk.admin.RebuildProjection(ctx, "analytics", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.admin.RebuildProjection(ctx, "nope", 0); problemType(err) != "projection-not-found" {
+		t.Errorf("rebuild of an unknown projection = %v", err)
+	}
+	eventually(t, "status after the rebuild", func() error {
+		st, err := tk.admin.Projections(ctx)
+		if err != nil || len(st) != 2 {
+			return fmt.Errorf("%+v, %v", st, err)
+		}
+		for _, s := range st {
+			if s.RebuildPending || s.Lag != 0 || s.EventsApplied == 0 {
+				return fmt.Errorf("%+v", s)
+			}
+		}
+		a, err := tk.reader.Analytics(ctx, "lead")
+		if err != nil || a.Totals["contacted"] != 2 {
+			return fmt.Errorf("analytics after the rebuild: %+v, %v", a, err)
+		}
+		return nil
+	})
+}

@@ -132,6 +132,9 @@ type Options struct {
 	// Folders replace the generic fold of GET /v1/streams/{id}/state for
 	// the streams of a category (the stream id up to its first "-").
 	Folders map[string]projection.Folder
+	// ReadModels answers the lookup, analytics and projection routes;
+	// nil: they answer 404 projection-not-found.
+	ReadModels ReadModels
 	// AdminToken is the bootstrap admin token (LETHE_ADMIN_TOKEN), held in
 	// memory only; empty: none.
 	AdminToken string
@@ -225,6 +228,8 @@ func (s *Server) routes() *chi.Mux {
 		r.With(s.require(readers...)).Get("/streams/{streamId}/state", s.streamState)
 		r.With(s.require(readers...)).Get("/streams/{streamId}/history", s.streamHistory)
 		r.With(s.require(readers...)).Get("/events", s.readAll)
+		r.With(s.require(wire.RolePIIReader)).Get("/lookup", s.lookup)
+		r.With(s.require(wire.RoleReader, wire.RolePIIReader, wire.RoleAuditor)).Get("/analytics/{category}", s.analytics)
 		r.With(s.require(readers...)).Get("/streams/{streamId}/subscribe", s.subscribeStream)
 		r.With(s.require(readers...)).Get("/subscribe", s.subscribeAll)
 		r.Group(func(r chi.Router) {
@@ -240,6 +245,8 @@ func (s *Server) routes() *chi.Mux {
 			r.Post("/tokens", s.createToken)
 			r.Get("/tokens", s.listTokens)
 			r.Delete("/tokens/{tokenId}", s.revokeToken)
+			r.Get("/projections", s.projectionStatuses)
+			r.Post("/projections/{name}/rebuild", s.rebuildProjection)
 		})
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

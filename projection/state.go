@@ -64,6 +64,9 @@ var (
 	// ErrInvalidData is returned when an event's data is not a JSON
 	// object (stored events always are).
 	ErrInvalidData = errors.New("event data is not a JSON object")
+	// ErrUnknownProjection is returned for a persisted projection that is
+	// not registered (or not running in this server).
+	ErrUnknownProjection = errors.New("no such projection")
 )
 
 // Fold is the generic fold: each event's top-level data fields merged over

@@ -19,7 +19,7 @@ check() { # package, forbidden-regexp, why
     fail=1
   fi
 }
-for p in eventstore keystore forgettable; do
+for p in eventstore keystore forgettable projection; do
   check "$mod/$p" "^($mod/(api|cmd|internal)|$mod/.*/(postgres|vault)$|github.com/jackc/|github.com/hashicorp/|github.com/go-chi/)" "the domain must not import adapters, drivers or the HTTP layer"
 done
 for p in api api/wire api/client; do
@@ -35,4 +35,5 @@ fi
 check "$mod/api/postgres" "^(github.com/hashicorp/|$mod/keystore/vault)" "adapters must not import each other"
 check "$mod/eventstore/postgres" "^($mod/keystore/vault|github.com/hashicorp/)" "adapters must not import each other"
 check "$mod/keystore/vault" "^($mod/eventstore/postgres|github.com/jackc/)" "adapters must not import each other"
+check "$mod/projection/postgres" "^($mod/keystore/vault|$mod/eventstore/postgres|$mod/api/postgres|github.com/hashicorp/)" "adapters must not import each other"
 exit $fail

@@ -393,3 +393,32 @@ func (c *Client) History(ctx context.Context, streamID string, opts StateOptions
 	_, err := c.do(ctx, http.MethodGet, "/v1/streams/"+url.PathEscape(streamID)+"/history", opts.query(), nil, &h)
 	return h, err
 }
+
+// Lookup returns the streams of a category that had value in field (a
+// JSON Pointer) at any version.
+func (c *Client) Lookup(ctx context.Context, category, field, value string) ([]string, error) {
+	var l wire.LookupResult
+	_, err := c.do(ctx, http.MethodGet, "/v1/lookup", url.Values{"category": {category}, "field": {field}, "value": {value}}, nil, &l)
+	return l.Streams, err
+}
+
+// Analytics returns the analysis model of a category.
+func (c *Client) Analytics(ctx context.Context, category string) (wire.Analytics, error) {
+	var a wire.Analytics
+	_, err := c.do(ctx, http.MethodGet, "/v1/analytics/"+url.PathEscape(category), nil, nil, &a)
+	return a, err
+}
+
+// Projections returns the persisted projections' progress.
+func (c *Client) Projections(ctx context.Context) ([]wire.ProjectionStatus, error) {
+	var l wire.ProjectionList
+	_, err := c.do(ctx, http.MethodGet, "/v1/projections", nil, nil, &l)
+	return l.Projections, err
+}
+
+// RebuildProjection asks for a projection's rebuild: from scratch
+// (fromPosition 0) or from a position.
+func (c *Client) RebuildProjection(ctx context.Context, name string, fromPosition int64) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/projections/"+url.PathEscape(name)+"/rebuild", nil, wire.RebuildRequest{FromPosition: fromPosition}, nil)
+	return err
+}

@@ -347,3 +347,48 @@ type StreamHistory struct {
 	Fields   map[string][]FieldValue `json:"fields"`
 	Redacted []FieldRedaction        `json:"redacted"`
 }
+
+// LookupResult answers GET /v1/lookup.
+type LookupResult struct {
+	Streams []string `json:"streams"`
+}
+
+// DayCounts are a day's event counts by type.
+type DayCounts struct {
+	Day    string           `json:"day"`
+	Counts map[string]int64 `json:"counts"`
+}
+
+// Analytics answers GET /v1/analytics/{category}: event counts per day
+// (the day events were recorded, UTC) and in total, by event type.
+type Analytics struct {
+	Category string           `json:"category"`
+	Days     []DayCounts      `json:"days"`
+	Totals   map[string]int64 `json:"totals"`
+}
+
+// ProjectionStatus is a persisted projection's progress.
+type ProjectionStatus struct {
+	Name string `json:"name"`
+	// Position: every event of the global log up to it has been applied.
+	Position      int64      `json:"position"`
+	EventsApplied int64      `json:"eventsApplied"`
+	LastEventAt   *time.Time `json:"lastEventAt,omitempty"`
+	UpdatedAt     time.Time  `json:"updatedAt"`
+	// Lag counts the events after Position (capped at 10,000).
+	Lag            int64  `json:"lag"`
+	RebuildPending bool   `json:"rebuildPending"`
+	LastError      string `json:"lastError,omitempty"`
+}
+
+// ProjectionList answers GET /v1/projections.
+type ProjectionList struct {
+	Projections []ProjectionStatus `json:"projections"`
+}
+
+// RebuildRequest is the optional body of POST
+// /v1/projections/{name}/rebuild: from scratch (fromPosition 0, the
+// default: the read model is emptied first) or from a position.
+type RebuildRequest struct {
+	FromPosition int64 `json:"fromPosition,omitempty"`
+}

@@ -46,6 +46,7 @@ Usage:
   lethe migrate [flags]   apply database migrations (--status: only report)
   lethe subject ...       erase a data subject, legal holds, re-admission, key rotation
   lethe policy ...        protection policies: fields that are always personal data
+  lethe projection ...    persisted projections: status, rebuild
   lethe erasures reapply  destroy erased subjects' keys again after a Vault restore
   lethe token ...         API tokens: create, list, revoke
   lethe version           print the version
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runSubject(ctx, rest, getenv, stdin, stdout, stderr)
 	case "policy":
 		return runPolicy(ctx, rest, getenv, stdout, stderr)
+	case "projection":
+		return runProjection(ctx, rest, getenv, stdout, stderr)
 	case "erasures":
 		return runErasures(ctx, rest, getenv, stdout, stderr)
 	case "token":

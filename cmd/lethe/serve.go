@@ -17,6 +17,7 @@ import (
 	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/keystore"
+	projpg "github.com/lethe-store/lethe/projection/postgres"
 )
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -141,11 +142,31 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if adminToken == "" {
 		log.Warn("no LETHE_ADMIN_TOKEN: only tokens created with `lethe token create` can call the API")
 	}
+	// Persisted projections: the analysis model always, the lookup index
+	// when there is a key store (its blind indexes are keyed by a secret
+	// in Vault).
+	runner := projpg.NewRunner(pool, events, store, projpg.Options{Logger: log, Changes: events.ChangeNotifier()})
+	builtins := []projpg.Projection{projpg.Analytics()}
+	var blinder projpg.Blinder
+	if c.vaultConfigured() {
+		builtins = append(builtins, projpg.Lookup(keys))
+		blinder = keys
+	}
+	for _, p := range builtins {
+		if err := runner.Register(p); err != nil {
+			return err
+		}
+	}
+	runnerDone := make(chan struct{})
+	runCtx, stopRunner := context.WithCancel(ctx)
+	go func() { defer close(runnerDone); runner.Run(runCtx) }()
+	defer func() { stopRunner(); <-runnerDone }()
 	server := api.NewServer(api.Options{
 		Logger: log, Readiness: checks, Metrics: metrics,
 		Events: store, Subjects: store, Policies: store, Subscriber: events,
 		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), AdminToken: adminToken,
-		Limits: api.Limits{MaxBodyBytes: int64(maxBody), MaxEventsPerAppend: maxEvents, MaxEventBytes: maxEventBytes},
+		ReadModels: projpg.NewService(pool, runner, blinder),
+		Limits:     api.Limits{MaxBodyBytes: int64(maxBody), MaxEventsPerAppend: maxEvents, MaxEventBytes: maxEventBytes},
 	})
 	go func() {
 		if err := tokens.Listen(ctx, server.TokenRevoked); err != nil && ctx.Err() == nil {

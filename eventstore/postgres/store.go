@@ -628,6 +628,14 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	return page, nil
 }
 
+// ChangeNotifier returns the store's announcements of new events (from
+// every process, through LISTEN/NOTIFY), for workers that follow $all
+// without a Subscription (projection runners).
+func (s *Store) ChangeNotifier() eventstore.ChangeNotifier {
+	s.startListening()
+	return s.changes
+}
+
 // SubscribeToAll returns a catch-up subscription to the global log.
 func (s *Store) SubscribeToAll(opts eventstore.SubscribeAllOptions) *eventstore.Subscription {
 	s.startListening()

@@ -1,0 +1,129 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/lethe-store/lethe/api/wire"
+)
+
+// ReadModels answers the routes of the persisted projections (lookup
+// index, analysis model, statuses, rebuilds); projection/postgres.Service
+// implements it. Errors wrap projection.ErrUnknownProjection for a
+// projection this server does not run.
+type ReadModels interface {
+	Lookup(ctx context.Context, category, field, value string) ([]string, error)
+	Analytics(ctx context.Context, category string) (wire.Analytics, error)
+	Statuses(ctx context.Context) ([]wire.ProjectionStatus, error)
+	Rebuild(ctx context.Context, name string, from int64) error
+}
+
+// readModels answers 404 when this server runs no projections.
+func (s *Server) readModels(w http.ResponseWriter, r *http.Request) bool {
+	if s.opts.ReadModels == nil {
+		s.problem(w, r, http.StatusNotFound, "projection-not-found", "This server runs no projections.")
+		return false
+	}
+	return true
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
+	if !s.readModels(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	if err := checkQuery(q, "category", "field", "value"); err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return
+	}
+	category, field, value := q.Get("category"), q.Get("field"), q.Get("value")
+	if category == "" || field == "" || field[0] != '/' || !q.Has("value") {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", "Give category, field (a JSON Pointer such as /phone-number) and value.")
+		return
+	}
+	streams, err := s.opts.ReadModels.Lookup(r.Context(), category, field, value)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// A lookup by a value tells which streams held it: recorded like a
+	// read of personal data (no subject reference is known here).
+	if len(streams) > 0 && s.opts.AccessLog != nil {
+		p, _ := principalFrom(r.Context())
+		if err := s.opts.AccessLog.RecordAccess(r.Context(), AccessRecord{TokenID: p.TokenID, Method: r.Method, Route: routePattern(r),
+			RequestID: requestID(r), StreamIDs: streams, SubjectRefs: []string{}, Events: 0}); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.metrics.accessRecorded.Inc()
+	}
+	writeJSON(w, http.StatusOK, wire.LookupResult{Streams: streams})
+}
+
+func (s *Server) analytics(w http.ResponseWriter, r *http.Request) {
+	if !s.readModels(w, r) {
+		return
+	}
+	category, ok := s.param(w, r, "category")
+	if !ok {
+		return
+	}
+	if err := checkQuery(r.URL.Query()); err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return
+	}
+	a, err := s.opts.ReadModels.Analytics(r.Context(), category)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
+	if !s.readModels(w, r) {
+		return
+	}
+	st, err := s.opts.ReadModels.Statuses(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.ProjectionList{Projections: st})
+}
+
+func (s *Server) rebuildProjection(w http.ResponseWriter, r *http.Request) {
+	if !s.readModels(w, r) {
+		return
+	}
+	name, ok := s.param(w, r, "name")
+	if !ok {
+		return
+	}
+	req, ok := decodeBody[wire.RebuildRequest](s, w, r, true)
+	if !ok {
+		return
+	}
+	if req.FromPosition < 0 {
+		s.problem(w, r, http.StatusBadRequest, "invalid-request", "fromPosition: want 0 (from scratch) or a position.")
+		return
+	}
+	if err := s.opts.ReadModels.Rebuild(r.Context(), name, req.FromPosition); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p, _ := principalFrom(r.Context())
+	s.log.Info("projection rebuild requested", "projection", name, "from_position", req.FromPosition, "by", p.TokenID, "request_id", requestID(r))
+	st, err := s.opts.ReadModels.Statuses(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for _, x := range st {
+		if x.Name == name {
+			writeJSON(w, http.StatusAccepted, x)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusAccepted)
+}

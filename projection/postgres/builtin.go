@@ -1,0 +1,246 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/keystore"
+)
+
+// AnalyticsName is the built-in analysis model's projection name.
+const AnalyticsName = "analytics"
+
+// Analytics is the built-in analysis model: event counts per stream
+// category, event type and day (the day the event was recorded, UTC). It
+// holds no personal data: it never sees any (restricted access) and keeps
+// counts only.
+func Analytics() Projection {
+	return Projection{
+		Name:   AnalyticsName,
+		Access: forgettable.Restricted,
+		Setup: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS read_analytics (
+				category   text   COLLATE "C" NOT NULL,
+				day        date   NOT NULL,
+				event_type text   COLLATE "C" NOT NULL,
+				count      bigint NOT NULL,
+				PRIMARY KEY (category, day, event_type))`)
+			return err
+		},
+		Reset: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS read_analytics`)
+			return err
+		},
+		Apply: func(ctx context.Context, tx pgx.Tx, e forgettable.RecordedEvent) error {
+			_, err := tx.Exec(ctx, `INSERT INTO read_analytics (category, day, event_type, count) VALUES ($1, $2, $3, 1)
+				ON CONFLICT (category, day, event_type) DO UPDATE SET count = read_analytics.count + 1`,
+				eventstore.Category(e.StreamID), e.RecordedAt.UTC().Format(time.DateOnly), e.Type)
+			return err
+		},
+	}
+}
+
+// DayCounts are a day's event counts by type.
+type DayCounts struct {
+	Day    string           `json:"day"`
+	Counts map[string]int64 `json:"counts"`
+}
+
+// AnalyticsOf reads the analysis model of a category: counts per day, and
+// totals per event type.
+func AnalyticsOf(ctx context.Context, pool *pgxpool.Pool, category string) (days []DayCounts, totals map[string]int64, err error) {
+	rows, err := pool.Query(ctx, `SELECT to_char(day, 'YYYY-MM-DD'), event_type, count FROM read_analytics WHERE category = $1 ORDER BY day, event_type`, category)
+	if err != nil {
+		return nil, nil, fmt.Errorf("analytics: %w", err)
+	}
+	defer rows.Close()
+	totals = map[string]int64{}
+	for rows.Next() {
+		var day, typ string
+		var n int64
+		if err := rows.Scan(&day, &typ, &n); err != nil {
+			return nil, nil, err
+		}
+		if len(days) == 0 || days[len(days)-1].Day != day {
+			days = append(days, DayCounts{Day: day, Counts: map[string]int64{}})
+		}
+		days[len(days)-1].Counts[typ] = n
+		totals[typ] += n
+	}
+	if days == nil {
+		days = []DayCounts{}
+	}
+	return days, totals, rows.Err()
+}
+
+// LookupName is the built-in lookup index's projection name.
+const LookupName = "lookup"
+
+// Blinder computes keyed blind indexes: an HMAC under a secret the
+// database never sees. keystore.KeyStore implements it (the subject
+// reference secret, held in Vault).
+type Blinder interface {
+	SubjectRef(ctx context.Context, subject string) (keystore.Ref, error)
+}
+
+// lookupDomain separates the lookup index's MACs from subject references
+// computed under the same secret.
+const lookupDomain = "lethe-lookup-v1:"
+
+// BlindIndex is the lookup key of a value of a field in a category: an
+// HMAC, under the secret held in Vault, of a hash of the three (so that
+// any value length fits).
+func BlindIndex(ctx context.Context, b Blinder, category, field, value string) (string, error) {
+	h := sha256.New()
+	for _, part := range []string{category, field, value} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write([]byte(part))
+	}
+	r, err := b.SubjectRef(ctx, lookupDomain+hex.EncodeToString(h.Sum(nil)))
+	if err != nil {
+		return "", err
+	}
+	return string(r), nil
+}
+
+// Lookup is the built-in lookup index: which streams had, at any version,
+// a given value in a given field. It sees personal data (to index it) but
+// stores only keyed blind indexes (HMAC under the secret in Vault, not in
+// the database), and forgets every entry derived from an erased subject's
+// events.
+func Lookup(b Blinder) Projection {
+	return Projection{
+		Name:   LookupName,
+		Access: forgettable.Personal,
+		Setup: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `
+				CREATE TABLE IF NOT EXISTS read_lookup (
+					blind        text   COLLATE "C" NOT NULL,
+					stream_id    text   COLLATE "C" NOT NULL,
+					subject_refs text[] COLLATE "C" NOT NULL DEFAULT '{}',
+					UNIQUE (blind, stream_id, subject_refs));
+				CREATE INDEX IF NOT EXISTS read_lookup_subject_refs_idx ON read_lookup USING gin (subject_refs)`)
+			return err
+		},
+		Reset: func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS read_lookup`)
+			return err
+		},
+		Apply: func(ctx context.Context, tx pgx.Tx, e forgettable.RecordedEvent) error {
+			category := eventstore.Category(e.StreamID)
+			values, err := leafValues(e.Data)
+			if err != nil {
+				return err
+			}
+			refs := slices.Clone(e.SubjectRefs)
+			if refs == nil {
+				refs = []string{}
+			}
+			slices.Sort(refs)
+			for _, v := range values {
+				blind, err := BlindIndex(ctx, b, category, v.path, v.value)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `INSERT INTO read_lookup (blind, stream_id, subject_refs) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+					blind, e.StreamID, refs); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		// Every entry derived from an event that carried the subject's
+		// data goes: no value of theirs can find the stream any more.
+		Forget: func(ctx context.Context, tx pgx.Tx, subjectRef string) error {
+			_, err := tx.Exec(ctx, `DELETE FROM read_lookup WHERE subject_refs @> ARRAY[$1::text]`, subjectRef)
+			return err
+		},
+	}
+}
+
+// LookupStreams returns the streams of a category that had value in field
+// (a JSON Pointer) at any version, sorted.
+func LookupStreams(ctx context.Context, pool *pgxpool.Pool, b Blinder, category, field, value string) ([]string, error) {
+	blind, err := BlindIndex(ctx, b, category, field, value)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := pool.Query(ctx, `SELECT DISTINCT stream_id FROM read_lookup WHERE blind = $1 ORDER BY stream_id`, blind)
+	if err != nil {
+		return nil, fmt.Errorf("lookup: %w", err)
+	}
+	streams, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("lookup: %w", err)
+	}
+	if streams == nil {
+		streams = []string{}
+	}
+	return streams, nil
+}
+
+type leaf struct{ path, value string }
+
+// leafValues lists an event's leaf values (strings as their text, numbers
+// and booleans as JSON), by JSON Pointer; nulls (redacted or not) are not
+// indexed.
+func leafValues(data []byte) ([]leaf, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var doc any
+	if err := dec.Decode(&doc); err != nil {
+		return nil, errors.New("event data is not JSON")
+	}
+	var out []leaf
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch c := v.(type) {
+		case map[string]any:
+			for k, x := range c {
+				walk(path+"/"+escapeToken(k), x)
+			}
+		case []any:
+			for i, x := range c {
+				walk(fmt.Sprintf("%s/%d", path, i), x)
+			}
+		case string:
+			out = append(out, leaf{path, c})
+		case json.Number:
+			out = append(out, leaf{path, c.String()})
+		case bool:
+			out = append(out, leaf{path, fmt.Sprint(c)})
+		}
+	}
+	walk("", doc)
+	return out, nil
+}
+
+func escapeToken(t string) string {
+	b := []byte(nil)
+	for i := 0; i < len(t); i++ {
+		switch t[i] {
+		case '~':
+			b = append(b, '~', '0')
+		case '/':
+			b = append(b, '~', '1')
+		default:
+			b = append(b, t[i])
+		}
+	}
+	return string(b)
+}

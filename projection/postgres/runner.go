@@ -1,0 +1,394 @@
+// Package postgres runs persisted projections: read models in PostgreSQL
+// tables, kept up to date by a worker that follows the global log ($all)
+// with its no-skip guarantee. Each batch's read-model writes and the
+// projection's checkpoint commit in one transaction, so a crash or a kill
+// never loses or doubles an effect; any number of `lethe serve` processes
+// may run the same projections (a row lock on the checkpoint makes one
+// apply each batch).
+//
+// Erasure reaches every read model: the runner hands each erasure record
+// ($lethe-erasures, "subject-erased") to the projection's Forget, in
+// order, in the transaction of its batch; events read after an erasure
+// show the subject's fields as forgotten.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/projection"
+)
+
+// Handler applies one event to a read model, in the batch's transaction.
+type Handler func(ctx context.Context, tx pgx.Tx, e forgettable.RecordedEvent) error
+
+// Projection is a persisted read model.
+type Projection struct {
+	// Name identifies the projection and its checkpoint.
+	Name string
+	// Access is what Apply sees of personal data: forgettable.Restricted
+	// (null, the default) or forgettable.Personal (decrypted). A
+	// projection that sees personal data must not store it in the clear
+	// (use a keyed blind index) and must implement Forget.
+	Access forgettable.Access
+	// Types and Categories, if set, select the events Apply gets.
+	Types      []string
+	Categories []string
+	// Setup creates the read model's tables if they do not exist. It runs
+	// before the first batch of each runner and after a Reset.
+	Setup func(ctx context.Context, tx pgx.Tx) error
+	// Apply applies an event.
+	Apply Handler
+	// Reset empties the read model, for a rebuild from scratch.
+	Reset func(ctx context.Context, tx pgx.Tx) error
+	// Forget removes what the read model derived from an erased data
+	// subject (its reference). Required with Personal access.
+	Forget func(ctx context.Context, tx pgx.Tx, subjectRef string) error
+}
+
+func (p Projection) validate() error {
+	switch {
+	case p.Name == "" || len(p.Name) > 100:
+		return errors.New("projection: a name of 1 to 100 bytes is needed")
+	case p.Apply == nil || p.Setup == nil || p.Reset == nil:
+		return fmt.Errorf("projection %s: Setup, Apply and Reset are needed", p.Name)
+	case p.Access == forgettable.Personal && p.Forget == nil:
+		return fmt.Errorf("projection %s: a projection that sees personal data must implement Forget", p.Name)
+	}
+	return nil
+}
+
+func (p Projection) wants(e eventstore.RecordedEvent) bool {
+	if eventstore.IsSystemStream(e.StreamID) {
+		return false
+	}
+	if len(p.Types) > 0 && !slices.Contains(p.Types, e.Type) {
+		return false
+	}
+	return len(p.Categories) == 0 || slices.Contains(p.Categories, eventstore.Category(e.StreamID))
+}
+
+// Log is what the runner reads: the raw global log, and the opening of
+// events for a projection's access (forgettable.Store).
+type Log interface {
+	ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (eventstore.AllPage, error)
+}
+
+// Opener opens stored events for a reader; *forgettable.Store implements
+// it.
+type Opener interface {
+	Open(ctx context.Context, events []eventstore.RecordedEvent, access forgettable.Access) ([]forgettable.RecordedEvent, error)
+}
+
+// Options configure a Runner.
+type Options struct {
+	Logger *slog.Logger
+	// BatchSize is the most events of $all one batch reads (default 500).
+	BatchSize int
+	// Idle is how long a caught-up projection waits before looking again
+	// when no change is announced (default 1s).
+	Idle time.Duration
+	// Changes, if set, wakes caught-up projections when events are
+	// appended (eventstore/postgres Store.ChangeNotifier).
+	Changes eventstore.ChangeNotifier
+}
+
+// Runner applies registered projections.
+type Runner struct {
+	pool   *pgxpool.Pool
+	log    Log
+	opener Opener
+	opts   Options
+	logger *slog.Logger
+
+	mu          sync.Mutex
+	projections map[string]Projection
+	setUp       map[string]bool
+}
+
+// NewRunner returns a runner reading log and opening events with opener.
+func NewRunner(pool *pgxpool.Pool, log Log, opener Opener, opts Options) *Runner {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 500
+	}
+	if opts.Idle <= 0 {
+		opts.Idle = time.Second
+	}
+	return &Runner{pool: pool, log: log, opener: opener, opts: opts, logger: opts.Logger,
+		projections: map[string]Projection{}, setUp: map[string]bool{}}
+}
+
+// Register adds a projection.
+func (r *Runner) Register(p Projection) error {
+	if err := p.validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.projections[p.Name]; dup {
+		return fmt.Errorf("projection %s: registered twice", p.Name)
+	}
+	r.projections[p.Name] = p
+	return nil
+}
+
+// Names returns the registered projections' names, sorted.
+func (r *Runner) Names() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for n := range r.projections {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ErrUnknownProjection is returned for a name no projection is registered
+// under.
+var ErrUnknownProjection = projection.ErrUnknownProjection
+
+// errBusy: another runner holds the projection's checkpoint.
+var errBusy = errors.New("projection busy in another process")
+
+// Run applies every registered projection until ctx ends, each on its own
+// goroutine: a batch as soon as there is something to apply, else a wait
+// for a change announcement or Idle.
+func (r *Runner) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, name := range r.Names() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.run(ctx, name)
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *Runner) run(ctx context.Context, name string) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		var changed <-chan struct{}
+		if r.opts.Changes != nil {
+			changed = r.opts.Changes.Changes()
+		}
+		n, more, err := r.Step(ctx, name)
+		switch {
+		case err != nil && ctx.Err() == nil && !errors.Is(err, errBusy):
+			r.logger.Warn("projection batch failed; retrying", "projection", name, "err", err, "in", backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 10*time.Second)
+			continue
+		case n > 0 || more:
+			backoff = 100 * time.Millisecond
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		timer := time.NewTimer(r.opts.Idle)
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Step applies one batch of a projection: the events of $all after its
+// checkpoint, up to BatchSize. It returns how many events reached Apply or
+// Forget, and whether the log had a full batch (more may follow at once).
+// Another process holding the projection's checkpoint makes it return
+// (0, false, nil) at once.
+func (r *Runner) Step(ctx context.Context, name string) (applied int, more bool, err error) {
+	r.mu.Lock()
+	p, ok := r.projections[name]
+	r.mu.Unlock()
+	if !ok {
+		return 0, false, fmt.Errorf("%s: %w", name, ErrUnknownProjection)
+	}
+	applied, more, err = r.step(ctx, p)
+	if errors.Is(err, errBusy) {
+		return 0, false, nil
+	}
+	if err != nil && ctx.Err() == nil {
+		// The checkpoint row says the batch failed; no error text (a
+		// handler's error might quote data): the log has it.
+		_, _ = r.pool.Exec(ctx, `UPDATE projection_checkpoints SET last_error = $2, updated_at = now() WHERE name = $1`,
+			p.Name, "the last batch failed at "+time.Now().UTC().Format(time.RFC3339)+"; see the server log")
+	}
+	return applied, more, err
+}
+
+func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool, err error) {
+	if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
+		return 0, false, fmt.Errorf("projection %s: checkpoint: %w", p.Name, err)
+	}
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, false, fmt.Errorf("projection %s: %w", p.Name, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var pos int64
+	var reset bool
+	err = tx.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED`, p.Name).Scan(&pos, &reset)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, errBusy
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("projection %s: lock checkpoint: %w", p.Name, err)
+	}
+	r.mu.Lock()
+	setUp := r.setUp[p.Name]
+	r.mu.Unlock()
+	if !setUp || reset {
+		if err := p.Setup(ctx, tx); err != nil {
+			return 0, false, fmt.Errorf("projection %s: setup: %w", p.Name, err)
+		}
+	}
+	if reset {
+		if err := p.Reset(ctx, tx); err != nil {
+			return 0, false, fmt.Errorf("projection %s: reset: %w", p.Name, err)
+		}
+		if err := p.Setup(ctx, tx); err != nil {
+			return 0, false, fmt.Errorf("projection %s: setup: %w", p.Name, err)
+		}
+	}
+	page, err := r.log.ReadAll(ctx, eventstore.ReadAllOptions{After: pos, Limit: r.opts.BatchSize})
+	if err != nil {
+		return 0, false, fmt.Errorf("projection %s: read $all: %w", p.Name, err)
+	}
+	// The events Apply gets, opened for the projection's access; the
+	// erasure records go to Forget, in position order with them.
+	var wanted []eventstore.RecordedEvent
+	for _, e := range page.Events {
+		if p.wants(e) {
+			wanted = append(wanted, e)
+		}
+	}
+	opened, err := r.opener.Open(ctx, wanted, p.Access)
+	if err != nil {
+		return 0, false, fmt.Errorf("projection %s: open events: %w", p.Name, err)
+	}
+	var lastAt *time.Time
+	k := 0
+	for _, e := range page.Events {
+		switch {
+		case e.StreamID == forgettable.ErasedStreamID && e.Type == "subject-erased":
+			ref, err := erasedRef(e)
+			if err != nil {
+				return 0, false, fmt.Errorf("projection %s: erasure record %s: %w", p.Name, e.ID, err)
+			}
+			if p.Forget != nil {
+				if err := p.Forget(ctx, tx, ref); err != nil {
+					return 0, false, fmt.Errorf("projection %s: forget: %w", p.Name, err)
+				}
+				applied++
+			}
+		case k < len(opened) && opened[k].ID == e.ID:
+			if err := p.Apply(ctx, tx, opened[k]); err != nil {
+				return 0, false, fmt.Errorf("projection %s: event %s: %w", p.Name, e.ID, err)
+			}
+			k++
+			applied++
+		}
+		at := e.RecordedAt
+		lastAt = &at
+	}
+	_, err = tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $2, reset_requested = false, events_applied = events_applied + $3,
+		last_event_at = coalesce($4, last_event_at), updated_at = now(), last_error = '' WHERE name = $1`, p.Name, page.Next, applied, lastAt)
+	if err != nil {
+		return 0, false, fmt.Errorf("projection %s: checkpoint: %w", p.Name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, false, fmt.Errorf("projection %s: commit: %w", p.Name, err)
+	}
+	r.mu.Lock()
+	r.setUp[p.Name] = true
+	r.mu.Unlock()
+	return applied, len(page.Events) == r.opts.BatchSize || page.HeldBack, nil
+}
+
+// erasedRef reads the subject reference of an erasure record.
+func erasedRef(e eventstore.RecordedEvent) (string, error) {
+	var rec struct {
+		SubjectRef string `json:"subjectRef"`
+	}
+	if err := json.Unmarshal(e.Data, &rec); err != nil || len(rec.SubjectRef) != 64 {
+		return "", errors.New("no subject reference")
+	}
+	return rec.SubjectRef, nil
+}
+
+// RequestRebuild makes a projection start over: from scratch (Reset, then
+// every event from the start of $all) or, with from > 0, from a position
+// without a reset. Any runner of the projection picks it up at its next
+// batch.
+func RequestRebuild(ctx context.Context, pool *pgxpool.Pool, name string, from int64) error {
+	_, err := pool.Exec(ctx, `INSERT INTO projection_checkpoints (name, position, reset_requested) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET position = $2, reset_requested = $3, updated_at = now()`, name, from, from == 0)
+	if err != nil {
+		return fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	return nil
+}
+
+// Status is a projection's progress.
+type Status struct {
+	Name string `json:"name"`
+	// Position: every event of $all up to it has been applied.
+	Position      int64      `json:"position"`
+	EventsApplied int64      `json:"eventsApplied"`
+	LastEventAt   *time.Time `json:"lastEventAt,omitempty"`
+	UpdatedAt     time.Time  `json:"updatedAt"`
+	// Lag counts the events of $all after Position (at most 10,000: more
+	// shows as 10,000).
+	Lag            int64  `json:"lag"`
+	RebuildPending bool   `json:"rebuildPending"`
+	LastError      string `json:"lastError,omitempty"`
+}
+
+// MaxLag caps the lag count of Status.
+const MaxLag = 10_000
+
+// Statuses returns the progress of every projection with a checkpoint.
+func Statuses(ctx context.Context, pool *pgxpool.Pool) ([]Status, error) {
+	rows, err := pool.Query(ctx, `SELECT c.name, c.position, c.events_applied, c.last_event_at, c.updated_at, c.reset_requested, c.last_error,
+		(SELECT count(*) FROM (SELECT 1 FROM events e WHERE e.position > c.position LIMIT $1) l)
+		FROM projection_checkpoints c ORDER BY c.name`, MaxLag)
+	if err != nil {
+		return nil, fmt.Errorf("projection status: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Status, error) {
+		var s Status
+		err := row.Scan(&s.Name, &s.Position, &s.EventsApplied, &s.LastEventAt, &s.UpdatedAt, &s.RebuildPending, &s.LastError, &s.Lag)
+		return s, err
+	})
+}

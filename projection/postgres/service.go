@@ -1,0 +1,74 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lethe-store/lethe/api/wire"
+)
+
+// Service answers the HTTP API's projection routes: lookups, analytics,
+// statuses and rebuild requests of the projections a Runner runs.
+type Service struct {
+	pool    *pgxpool.Pool
+	runner  *Runner
+	blinder Blinder // nil: no lookup index (no key store)
+}
+
+// NewService returns the API's view of runner's projections.
+func NewService(pool *pgxpool.Pool, runner *Runner, blinder Blinder) *Service {
+	return &Service{pool: pool, runner: runner, blinder: blinder}
+}
+
+// Lookup returns the streams of a category that had value in field.
+func (s *Service) Lookup(ctx context.Context, category, field, value string) ([]string, error) {
+	if s.blinder == nil || !slices.Contains(s.runner.Names(), LookupName) {
+		return nil, fmt.Errorf("lookup index: %w", ErrUnknownProjection)
+	}
+	return LookupStreams(ctx, s.pool, s.blinder, category, field, value)
+}
+
+// Analytics returns the analysis model of a category.
+func (s *Service) Analytics(ctx context.Context, category string) (wire.Analytics, error) {
+	if !slices.Contains(s.runner.Names(), AnalyticsName) {
+		return wire.Analytics{}, fmt.Errorf("analytics: %w", ErrUnknownProjection)
+	}
+	days, totals, err := AnalyticsOf(ctx, s.pool, category)
+	if err != nil {
+		return wire.Analytics{}, err
+	}
+	out := wire.Analytics{Category: category, Days: make([]wire.DayCounts, len(days)), Totals: totals}
+	for i, d := range days {
+		out.Days[i] = wire.DayCounts{Day: d.Day, Counts: d.Counts}
+	}
+	return out, nil
+}
+
+// Statuses returns the progress of the registered projections.
+func (s *Service) Statuses(ctx context.Context) ([]wire.ProjectionStatus, error) {
+	all, err := Statuses(ctx, s.pool)
+	if err != nil {
+		return nil, err
+	}
+	names := s.runner.Names()
+	out := []wire.ProjectionStatus{}
+	for _, st := range all {
+		if !slices.Contains(names, st.Name) {
+			continue
+		}
+		out = append(out, wire.ProjectionStatus{Name: st.Name, Position: st.Position, EventsApplied: st.EventsApplied,
+			LastEventAt: st.LastEventAt, UpdatedAt: st.UpdatedAt, Lag: st.Lag, RebuildPending: st.RebuildPending, LastError: st.LastError})
+	}
+	return out, nil
+}
+
+// Rebuild requests a rebuild of a registered projection.
+func (s *Service) Rebuild(ctx context.Context, name string, from int64) error {
+	if !slices.Contains(s.runner.Names(), name) {
+		return fmt.Errorf("%s: %w", name, ErrUnknownProjection)
+	}
+	return RequestRebuild(ctx, s.pool, name, from)
+}
