@@ -242,3 +242,47 @@ func TestReadModelsThroughTheAPI(t *testing.T) {
 		return nil
 	})
 }
+
+// Upcasters registered with the server reshape old events on every read:
+// the stream, the state, and redactions after the erasure.
+func TestUpcastersOnRead(t *testing.T) {
+	d := newDeployment(t)
+	ups, err := projection.NewUpcasters(projection.Upcaster{Type: "contact-details-updated", From: 1,
+		Up: func(data json.RawMessage, red []forgettable.Redaction) (json.RawMessage, []forgettable.Redaction, error) {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(data, &m); err != nil {
+				return nil, nil, err
+			}
+			m["phone"] = m["phone-number"]
+			delete(m, "phone-number")
+			out, err := json.Marshal(m)
+			return out, projection.MoveRedactions(red, "/phone-number", "/phone"), err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := d.server(func(o *api.Options) { o.Upcasters = ups })
+	tk := d.tokens(hs)
+	ctx := testenv.Context(t)
+	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
+		t.Fatal(err)
+	}
+	p, err := tk.pii.ReadStream(ctx, "lead-12", client.ReadOptions{From: 3, Limit: 1})
+	if err != nil || data(t, p.Events[0])["phone"] != "555-8101" || data(t, p.Events[0])["phone-number"] != nil || string(p.Events[0].Metadata) != `{"schemaVersion":2}` {
+		t.Fatalf("upcast read = %s %s, %v", p.Events[0].Data, p.Events[0].Metadata, err)
+	}
+	if _, err := tk.admin.Erase(ctx, casey, wire.EraseRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := tk.pii.State(ctx, "lead-12", client.StateOptions{})
+	if m := stateMap(t, s); err != nil || m["phone"] != nil {
+		t.Fatalf("state = %s, %v", s.State, err)
+	}
+	found := false
+	for _, r := range s.Redacted {
+		found = found || (r.Path == "/phone" && r.Reason == "forgotten" && r.Version == 3)
+	}
+	if !found {
+		t.Errorf("redactions %v: the moved field lost its redaction", s.Redacted)
+	}
+}

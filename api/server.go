@@ -132,6 +132,9 @@ type Options struct {
 	// Folders replace the generic fold of GET /v1/streams/{id}/state for
 	// the streams of a category (the stream id up to its first "-").
 	Folders map[string]projection.Folder
+	// Upcasters turn old schema versions of event types into their
+	// current shape on every read (see docs/schema-evolution.md).
+	Upcasters *projection.Upcasters
 	// ReadModels answers the lookup, analytics and projection routes;
 	// nil: they answer 404 projection-not-found.
 	ReadModels ReadModels
@@ -173,6 +176,9 @@ func NewServer(opts Options) *Server {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
+	}
+	if opts.Upcasters != nil && opts.Events != nil {
+		opts.Events = upcasting{Events: opts.Events, u: opts.Upcasters}
 	}
 	s := &Server{
 		opts:       opts,

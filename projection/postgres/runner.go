@@ -102,6 +102,9 @@ type Options struct {
 	// Changes, if set, wakes caught-up projections when events are
 	// appended (eventstore/postgres Store.ChangeNotifier).
 	Changes eventstore.ChangeNotifier
+	// Upcasters, if set, give Apply every event in its type's current
+	// shape.
+	Upcasters *projection.Upcasters
 }
 
 // Runner applies registered projections.
@@ -294,6 +297,9 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 		}
 	}
 	opened, err := r.opener.Open(ctx, wanted, p.Access)
+	if err == nil {
+		opened, err = r.opts.Upcasters.UpcastAll(opened)
+	}
 	if err != nil {
 		return 0, false, fmt.Errorf("projection %s: open events: %w", p.Name, err)
 	}
