@@ -27,6 +27,7 @@ import (
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
 	"github.com/lethe-store/lethe/keystore/vault"
+	"github.com/lethe-store/lethe/projection"
 	projpg "github.com/lethe-store/lethe/projection/postgres"
 )
 
@@ -98,7 +99,9 @@ func (d *deployment) server(configure ...func(*api.Options)) *httptest.Server {
 	opts := api.Options{Logger: log, Events: store, Subjects: store, Policies: store, Subscriber: events,
 		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), AdminToken: d.adminToken,
 		ReadModels: projpg.NewService(pool, runner, keys),
-		Limits:     api.Limits{SSEHeartbeat: 200 * time.Millisecond}}
+		// Snapshots every 3 events: the state tests go through them.
+		StateLoader: &projection.Loader{Events: events, Snapshots: projpg.NewSnapshots(pool), Opener: store, Every: 3},
+		Limits:      api.Limits{SSEHeartbeat: 200 * time.Millisecond}}
 	for _, f := range configure {
 		f(&opts)
 	}

@@ -132,6 +132,9 @@ type Options struct {
 	// Folders replace the generic fold of GET /v1/streams/{id}/state for
 	// the streams of a category (the stream id up to its first "-").
 	Folders map[string]projection.Folder
+	// StateLoader, if set, loads generic-fold states with snapshots
+	// (unless Upcasters are set).
+	StateLoader StateLoader
 	// Upcasters turn old schema versions of event types into their
 	// current shape on every read (see docs/schema-evolution.md).
 	Upcasters *projection.Upcasters

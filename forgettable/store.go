@@ -611,6 +611,52 @@ func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, acc
 	return o.finish(ctx, events, out)
 }
 
+// DerivedPart is data copied out of one stored event — fields of a state
+// snapshot — with its sealed fields as they were stored: they stay bound to
+// that event (and to their paths, which the fields keep).
+type DerivedPart struct {
+	EventID     eventstore.EventID
+	SubjectRefs []string
+	// Fields are top-level fields of the event's data, as stored.
+	Fields map[string]json.RawMessage
+}
+
+// OpenDerived opens the sealed fields of derived parts as Open does for
+// events: each part comes back as an event of the stream whose Data holds
+// its fields. Whether a subject is forgotten is asked of the erasure
+// ledger, in one query, as reads of events learn it from their rows.
+func (s *Store) OpenDerived(ctx context.Context, streamID string, parts []DerivedPart, access Access) ([]RecordedEvent, error) {
+	var refs []keystore.Ref
+	for _, p := range parts {
+		for _, r := range p.SubjectRefs {
+			if !slices.Contains(refs, keystore.Ref(r)) {
+				refs = append(refs, keystore.Ref(r))
+			}
+		}
+	}
+	erased := map[keystore.Ref]bool{}
+	if len(refs) > 0 {
+		var err error
+		if erased, err = s.ledger.Erased(ctx, refs); err != nil {
+			return nil, err
+		}
+	}
+	events := make([]eventstore.RecordedEvent, len(parts))
+	for i, p := range parts {
+		data, err := json.Marshal(p.Fields)
+		if err != nil {
+			return nil, err
+		}
+		events[i] = eventstore.RecordedEvent{StreamID: streamID, ID: p.EventID, Data: data, SubjectRefs: p.SubjectRefs}
+		for _, r := range p.SubjectRefs {
+			if erased[keystore.Ref(r)] {
+				events[i].ErasedRefs = append(events[i].ErasedRefs, r)
+			}
+		}
+	}
+	return s.Open(ctx, events, access)
+}
+
 // keyCache is a key store that can answer from memory without I/O;
 // keystore/vault implements it.
 type keyCache interface {

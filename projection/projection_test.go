@@ -130,3 +130,43 @@ func TestHistorySeedLead(t *testing.T) {
 		t.Errorf("redacted %v", f.Redacted)
 	}
 }
+
+// A fold continued from its snapshot ends where the uninterrupted fold
+// does, field sources included.
+func TestSnapshotRoundTrip(t *testing.T) {
+	events := seed(false)
+	whole := NewFold("lead-12")
+	half := NewFold("lead-12")
+	for i, e := range events {
+		if err := whole.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+		if i < 3 {
+			_ = half.Apply(e)
+		}
+	}
+	raw, err := json.Marshal(half.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap Snapshot
+	if err := json.Unmarshal(raw, &snap); err != nil {
+		t.Fatal(err)
+	}
+	cont, err := FoldFrom(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events[3:] {
+		if err := cont.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := whole.State(), cont.State()
+	if string(a.State) != string(b.State) || a.Version != b.Version || !reflect.DeepEqual(a.EventTypes, b.EventTypes) || !a.UpdatedAt.Equal(b.UpdatedAt) {
+		t.Errorf("continued %+v, whole %+v", b, a)
+	}
+	if !reflect.DeepEqual(whole.Snapshot(), cont.Snapshot()) {
+		t.Errorf("snapshots differ:\n%+v\n%+v", whole.Snapshot(), cont.Snapshot())
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 )
 
@@ -86,6 +87,8 @@ type field struct {
 	value    json.RawMessage
 	version  int64
 	redacted []forgettable.Redaction // of this field's last write
+	event    eventstore.EventID      // the event of the last write
+	refs     []string                // that event's subject references
 }
 
 // NewFold returns an empty generic fold of a stream.
@@ -117,7 +120,7 @@ func (f *Fold) Apply(e forgettable.RecordedEvent) error {
 				red = append(red, r)
 			}
 		}
-		f.fields[k] = field{value: data[k], version: e.Version, redacted: red}
+		f.fields[k] = field{value: data[k], version: e.Version, redacted: red, event: e.ID, refs: e.SubjectRefs}
 	}
 	if !slices.Contains(f.types, e.Type) {
 		f.types = append(f.types, e.Type)

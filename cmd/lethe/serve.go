@@ -17,6 +17,7 @@ import (
 	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/keystore"
+	"github.com/lethe-store/lethe/projection"
 	projpg "github.com/lethe-store/lethe/projection/postgres"
 )
 
@@ -31,7 +32,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	f.string(&c.TLSKey, "tls-key", "LETHE_TLS_KEY", "", "PEM private key file of --tls-cert")
 	f.bool(&c.Migrate, "migrate", "LETHE_MIGRATE", false, "apply database migrations before serving")
 	f.duration(&c.ShutdownTimeout, "shutdown-timeout", "LETHE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long to drain requests on shutdown")
-	var maxBody, maxEvents, maxEventBytes int
+	var maxBody, maxEvents, maxEventBytes, snapshotEvery int
+	f.int(&snapshotEvery, "snapshot-every", "LETHE_SNAPSHOT_EVERY", 1000, "save a state snapshot when a state load folded this many events past the newest one")
 	f.int(&maxBody, "max-body-bytes", "LETHE_MAX_BODY_BYTES", 4<<20, "largest request body accepted")
 	f.int(&maxEvents, "max-events-per-append", "LETHE_MAX_EVENTS_PER_APPEND", 1000, "most events in one append")
 	f.int(&maxEventBytes, "max-event-bytes", "LETHE_MAX_EVENT_BYTES", 1<<20, "largest event (data plus metadata)")
@@ -165,8 +167,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Logger: log, Readiness: checks, Metrics: metrics,
 		Events: store, Subjects: store, Policies: store, Subscriber: events,
 		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), AdminToken: adminToken,
-		ReadModels: projpg.NewService(pool, runner, blinder),
-		Limits:     api.Limits{MaxBodyBytes: int64(maxBody), MaxEventsPerAppend: maxEvents, MaxEventBytes: maxEventBytes},
+		ReadModels:  projpg.NewService(pool, runner, blinder),
+		StateLoader: &projection.Loader{Events: events, Snapshots: projpg.NewSnapshots(pool), Opener: store, Every: snapshotEvery},
+		Limits:      api.Limits{MaxBodyBytes: int64(maxBody), MaxEventsPerAppend: maxEvents, MaxEventBytes: maxEventBytes},
 	})
 	go func() {
 		if err := tokens.Listen(ctx, server.TokenRevoked); err != nil && ctx.Err() == nil {
