@@ -31,3 +31,37 @@ func TestBanner(t *testing.T) {
 		}
 	}
 }
+
+// A newcomer's first commands read the lead that make run loaded: its
+// state at versions 2 and 6, its history, then the erasure and the state
+// again; the append comes later, said to be done already.
+func TestBannerTour(t *testing.T) {
+	var buf bytes.Buffer
+	printBanner(&buf, "http://127.0.0.1:8080", localState{}, "postgres://x", "http://127.0.0.1:8200", "/r", "/r/.lethe", "/r/.lethe/pg")
+	out := buf.String()
+	last := -1
+	for _, step := range []string{
+		"# The seed's lead, stream lead-12, is loaded",
+		`/v1/streams/lead-12/state?version=2"`,
+		`/v1/streams/lead-12/state?version=6"`,
+		`/v1/streams/lead-12/history"`,
+		"/v1/subjects/casey.davis@example.com/erase",
+		`/v1/streams/lead-12/state" -H "Authorization: Bearer $LETHE_TOKEN"`,
+		"which make run sent already",
+		"-d @docs/examples/lead-12.json",
+	} {
+		i := strings.Index(out[last+1:], step)
+		if i < 0 {
+			t.Fatalf("banner: %q missing, or not after the steps before it:\n%s", step, out)
+		}
+		last += 1 + i
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "  curl ") {
+			if !strings.Contains(line, "state?version=2") {
+				t.Errorf("banner: the first command is %q, want the state at version 2", line)
+			}
+			break
+		}
+	}
+}

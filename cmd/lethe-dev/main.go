@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lethe-store/lethe/api/client"
+	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/internal/devenv"
 )
 
@@ -47,9 +49,10 @@ Usage:
                                         lethe-dev test -- go test ./...
   lethe-dev run [--lethe PATH]      run Lethe locally (make run): PostgreSQL and a
                                     persistent Vault with their data in .lethe/,
-                                    then "lethe migrate" and "lethe serve".
-                                    Ctrl-C stops everything; running it again
-                                    reuses all data.
+                                    then "lethe migrate" and "lethe serve",
+                                    demo tokens and the seed's lead stream
+                                    lead-12. Ctrl-C stops everything; running
+                                    it again reuses all data.
   lethe-dev env                     print this help.
 
 Environment:
@@ -68,36 +71,55 @@ PostgreSQL's server programs come from pg_config or /usr/lib/postgresql/*/bin
 
 // examples are the commands that the banner of "lethe-dev run" suggests;
 // LETHE_URL and the tokens are exported just above them, after a cd to the
-// checkout's root directory (they name files relative to it). Add API
-// calls here as they appear.
-const examples = `# Is Lethe up? Ready (PostgreSQL, schema, Vault)?
-curl -s "$LETHE_URL/healthz"
-curl -s "$LETHE_URL/readyz"
+// checkout's root directory (they name files relative to it). The seed's
+// lead stream is loaded before the banner (loadSeedLead). Add API calls
+// here as they appear.
+const examples = `# The seed's lead, stream lead-12, is loaded: 7 events, with casey's name and
+# phone number encrypted under her own key. Its state at version 2 (Casey David,
+# 555-2951, a follow-up on May 27), then at version 6 (converted):
+curl -s "$LETHE_URL/v1/streams/lead-12/state?version=2" -H "Authorization: Bearer $LETHE_TOKEN"
+curl -s "$LETHE_URL/v1/streams/lead-12/state?version=6" -H "Authorization: Bearer $LETHE_TOKEN"
 
-# Append the seed's lead stream: casey's name and phone are encrypted
-# under her own key (201). Sending it again is a safe retry (200) until
+# A reader without pii-reader sees her name and phone as null, "restricted"
+curl -s "$LETHE_URL/v1/streams/lead-12/state" -H "Authorization: Bearer $LETHE_READER_TOKEN"
+
+# The history: every name and phone number the lead ever had
+curl -s "$LETHE_URL/v1/streams/lead-12/history" -H "Authorization: Bearer $LETHE_TOKEN"
+
+# Erase casey (GDPR Art. 17): the receipt; then the state again: the story
+# stays (contacted twice, ordered, converted), her fields are "forgotten"
+curl -s -X POST "$LETHE_URL/v1/subjects/casey.davis@example.com/erase" \
+  -H "Authorization: Bearer $LETHE_ADMIN_TOKEN" -H 'Content-Type: application/json' \
+  -d '{"legalBasis": "GDPR Art. 17(1)(a)", "reason": "customer request"}'
+curl -s "$LETHE_URL/v1/streams/lead-12/state" -H "Authorization: Bearer $LETHE_TOKEN"
+curl -s "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN"
+
+# How lead-12 got there: this append, which make run sent already. Sending it
+# again is a safe retry (200) until
 # casey is erased; after that it is 409 subject-erased, by design
 curl -s -X POST "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN" \
   -H 'Content-Type: application/json' -d @docs/examples/lead-12.json
 
-# Read it back: decrypted for a pii-reader, "restricted" for a reader
-curl -s "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN"
-curl -s "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_READER_TOKEN"
-
-# Erase casey (GDPR Art. 17): the receipt, then every read shows "forgotten"
-curl -s -X POST "$LETHE_URL/v1/subjects/casey.davis@example.com/erase" \
-  -H "Authorization: Bearer $LETHE_ADMIN_TOKEN" -H 'Content-Type: application/json' \
-  -d '{"legalBasis": "GDPR Art. 17(1)(a)", "reason": "customer request"}'
-curl -s "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN"
-
 # Follow the global log live (Server-Sent Events; Ctrl-C to stop)
 curl -sN "$LETHE_URL/v1/subscribe" -H "Authorization: Bearer $LETHE_READER_TOKEN"
+
+# Is Lethe up? Ready (PostgreSQL, schema, Vault)?
+curl -s "$LETHE_URL/healthz"
+curl -s "$LETHE_URL/readyz"
 
 # The admin commands, with this deployment's settings:
 . .lethe/env
 bin/lethe policy put --type lead-initialized --paths /first-name,/last-name,/phone-number
 bin/lethe token list
+
+# The lead as a Go aggregate (load, decide, append, conflicts): examples/lead
 `
+
+// The seed's lead stream, loaded by "lethe-dev run".
+const (
+	seedLeadStream = "lead-12"
+	seedLeadFile   = "docs/examples/lead-12.json" // relative to the checkout's root
+)
 
 // stopTimeout bounds stopping all services.
 const stopTimeout = 90 * time.Second
@@ -429,6 +451,7 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 	if err := saveState(stateFile, st); err != nil {
 		return err
 	}
+	loadSeedLead(ctx, url, st.Token, root, progress)
 	fmt.Fprintf(&envFile, "export LETHE_URL='%s'\nexport LETHE_TOKEN='%s'\nexport LETHE_READER_TOKEN='%s'\n", url, st.Token, st.ReaderToken)
 	if err := os.WriteFile(filepath.Join(stateDir, "env"), []byte(envFile.String()), 0o600); err != nil {
 		return err
@@ -498,7 +521,7 @@ func shellQuote(s string) string {
 // ensureDemoTokens makes the demo tokens through the API with the admin
 // token, unless the state's still work.
 func ensureDemoTokens(ctx context.Context, url string, st *localState) error {
-	client := &http.Client{Timeout: 10 * time.Second}
+	hc := &http.Client{Timeout: 10 * time.Second}
 	valid := func(token string) (bool, error) {
 		if token == "" {
 			return false, nil
@@ -508,7 +531,7 @@ func ensureDemoTokens(ctx context.Context, url string, st *localState) error {
 			return false, err
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := client.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return false, err
 		}
@@ -523,7 +546,7 @@ func ensureDemoTokens(ctx context.Context, url string, st *localState) error {
 		}
 		req.Header.Set("Authorization", "Bearer "+st.AdminToken)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			return "", err
 		}
@@ -558,12 +581,48 @@ func ensureDemoTokens(ctx context.Context, url string, st *localState) error {
 	return nil
 }
 
+// loadSeedLead appends the seed's lead stream (seedLeadFile) with the demo
+// writer token, unless the stream exists, and says in one progress line
+// what happened. A failure is reported, not fatal: the banner's append
+// loads it too.
+func loadSeedLead(ctx context.Context, url, token, root string, progress io.Writer) {
+	msg, err := appendSeedLead(ctx, url, token, root)
+	if err != nil {
+		msg = fmt.Sprintf("could not load the seed's lead stream %s: %v (the append in the banner loads it)", seedLeadStream, err)
+	}
+	fmt.Fprintf(progress, "%s\n", msg)
+}
+
+func appendSeedLead(ctx context.Context, url, token, root string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, seedLeadFile))
+	if err != nil {
+		return "", err
+	}
+	req, err := wire.Decode[wire.AppendRequest](b)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", seedLeadFile, err)
+	}
+	c := client.New(url, token, &http.Client{Timeout: 30 * time.Second})
+	res, err := c.Append(ctx, seedLeadStream, req.ExpectedVersion, req.Events...)
+	switch {
+	case err == nil && res.Duplicate:
+		return fmt.Sprintf("the seed's lead stream %s is loaded already", seedLeadStream), nil
+	case err == nil:
+		return fmt.Sprintf("loaded the seed's lead stream %s: %d events from %s", seedLeadStream, len(req.Events), seedLeadFile), nil
+	case client.ProblemType(err) == "wrong-expected-version":
+		return fmt.Sprintf("the seed's lead stream %s is there from a previous run: not loaded again", seedLeadStream), nil
+	case client.ProblemType(err) == "subject-erased":
+		return fmt.Sprintf("the seed's lead stream %s is there from a previous run, casey erased (delete .lethe/ to start from scratch)", seedLeadStream), nil
+	}
+	return "", fmt.Errorf("POST /v1/streams/%s/events: %w", seedLeadStream, err)
+}
+
 // waitHealthy waits until url answers 200, the process exits (exited
 // closes) or a minute passes.
 func waitHealthy(ctx context.Context, url string, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
+	hc := &http.Client{Timeout: 2 * time.Second}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -571,7 +630,7 @@ func waitHealthy(ctx context.Context, url string, exited <-chan struct{}) error 
 		if err != nil {
 			return err
 		}
-		if resp, err := client.Do(req); err == nil {
+		if resp, err := hc.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil

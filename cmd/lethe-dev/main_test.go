@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/internal/devenv"
 )
 
@@ -84,6 +89,45 @@ func TestRunTestStartsServices(t *testing.T) {
 	for _, want := range []string{"==> starting PostgreSQL", "==> starting a Vault dev server", "==> stopping PostgreSQL"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("progress lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// loadSeedLead appends the repository's lead-12.json with the demo token;
+// an existing or erased stream is fine and said so in one line.
+func TestLoadSeedLead(t *testing.T) {
+	root, err := devenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		status int
+		body   string
+		want   string
+	}{
+		{http.StatusCreated, `{"streamId":"lead-12","firstVersion":0,"lastVersion":6}`, "loaded the seed's lead stream lead-12: 7 events"},
+		{http.StatusOK, `{"streamId":"lead-12","firstVersion":0,"lastVersion":6}`, "lead-12 is loaded already"},
+		{http.StatusConflict, `{"type":"https://lethe.dev/problems/wrong-expected-version","status":409,"currentVersion":7,"events":[]}`, "there from a previous run: not loaded again"},
+		{http.StatusConflict, `{"type":"https://lethe.dev/problems/subject-erased","status":409}`, "casey erased (delete .lethe/ to start from scratch)"},
+		{http.StatusServiceUnavailable, `{"type":"https://lethe.dev/problems/key-store-unavailable","title":"Key store unavailable","status":503}`, "could not load the seed's lead stream lead-12: POST /v1/streams/lead-12/events: 503 Key store unavailable"},
+	} {
+		var got wire.AppendRequest
+		hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			if r.Method != http.MethodPost || r.URL.Path != "/v1/streams/lead-12/events" || r.Header.Get("Authorization") != "Bearer writer-token" || json.Unmarshal(b, &got) != nil {
+				t.Errorf("request %s %s %q %s", r.Method, r.URL.Path, r.Header.Get("Authorization"), b)
+			}
+			w.WriteHeader(tc.status)
+			io.WriteString(w, tc.body)
+		}))
+		var progress bytes.Buffer
+		loadSeedLead(context.Background(), hs.URL, "writer-token", root, &progress)
+		hs.Close()
+		if out := progress.String(); !strings.Contains(out, tc.want) || strings.Count(out, "\n") != 1 {
+			t.Errorf("%d: progress %q, want one line with %q", tc.status, out, tc.want)
+		}
+		if got.ExpectedVersion.Value() != -1 || len(got.Events) != 7 || got.Events[0].Type != "lead-initialized" || len(got.Events[0].PersonalData) != 1 {
+			t.Errorf("%d: appended %+v, want docs/examples/lead-12.json", tc.status, got)
 		}
 	}
 }
