@@ -31,17 +31,9 @@ func Analytics() Projection {
 	return Projection{
 		Name:   AnalyticsName,
 		Access: forgettable.Restricted,
-		Setup: func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS read_analytics (
-				category   text   COLLATE "C" NOT NULL,
-				day        date   NOT NULL,
-				event_type text   COLLATE "C" NOT NULL,
-				count      bigint NOT NULL,
-				PRIMARY KEY (category, day, event_type))`)
-			return err
-		},
+		// Its table comes with the migrations (007).
 		Reset: func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS read_analytics`)
+			_, err := tx.Exec(ctx, `DELETE FROM read_analytics`)
 			return err
 		},
 		Apply: func(ctx context.Context, tx pgx.Tx, e forgettable.RecordedEvent) error {
@@ -127,18 +119,9 @@ func Lookup(b Blinder) Projection {
 	return Projection{
 		Name:   LookupName,
 		Access: forgettable.Personal,
-		Setup: func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `
-				CREATE TABLE IF NOT EXISTS read_lookup (
-					blind        text   COLLATE "C" NOT NULL,
-					stream_id    text   COLLATE "C" NOT NULL,
-					subject_refs text[] COLLATE "C" NOT NULL DEFAULT '{}',
-					UNIQUE (blind, stream_id, subject_refs));
-				CREATE INDEX IF NOT EXISTS read_lookup_subject_refs_idx ON read_lookup USING gin (subject_refs)`)
-			return err
-		},
+		// Its table comes with the migrations (007).
 		Reset: func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS read_lookup`)
+			_, err := tx.Exec(ctx, `DELETE FROM read_lookup`)
 			return err
 		},
 		Apply: func(ctx context.Context, tx pgx.Tx, e forgettable.RecordedEvent) error {

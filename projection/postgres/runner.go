@@ -45,8 +45,10 @@ type Projection struct {
 	// Types and Categories, if set, select the events Apply gets.
 	Types      []string
 	Categories []string
-	// Setup creates the read model's tables if they do not exist. It runs
-	// before the first batch of each runner and after a Reset.
+	// Setup, if set, creates the read model's tables if they do not exist
+	// (the role needs CREATE on the schema; or create them with a
+	// migration and leave Setup nil). It runs before the first batch of
+	// each runner and after a Reset.
 	Setup func(ctx context.Context, tx pgx.Tx) error
 	// Apply applies an event.
 	Apply Handler
@@ -61,8 +63,8 @@ func (p Projection) validate() error {
 	switch {
 	case p.Name == "" || len(p.Name) > 100:
 		return errors.New("projection: a name of 1 to 100 bytes is needed")
-	case p.Apply == nil || p.Setup == nil || p.Reset == nil:
-		return fmt.Errorf("projection %s: Setup, Apply and Reset are needed", p.Name)
+	case p.Apply == nil || p.Reset == nil:
+		return fmt.Errorf("projection %s: Apply and Reset are needed", p.Name)
 	case p.Access == forgettable.Personal && p.Forget == nil:
 		return fmt.Errorf("projection %s: a projection that sees personal data must implement Forget", p.Name)
 	}
@@ -271,7 +273,7 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 	r.mu.Lock()
 	setUp := r.setUp[p.Name]
 	r.mu.Unlock()
-	if !setUp || reset {
+	if (!setUp || reset) && p.Setup != nil {
 		if err := p.Setup(ctx, tx); err != nil {
 			return 0, false, fmt.Errorf("projection %s: setup: %w", p.Name, err)
 		}
@@ -280,8 +282,10 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 		if err := p.Reset(ctx, tx); err != nil {
 			return 0, false, fmt.Errorf("projection %s: reset: %w", p.Name, err)
 		}
-		if err := p.Setup(ctx, tx); err != nil {
-			return 0, false, fmt.Errorf("projection %s: setup: %w", p.Name, err)
+		if p.Setup != nil {
+			if err := p.Setup(ctx, tx); err != nil {
+				return 0, false, fmt.Errorf("projection %s: setup: %w", p.Name, err)
+			}
 		}
 	}
 	page, err := r.log.ReadAll(ctx, eventstore.ReadAllOptions{After: pos, Limit: r.opts.BatchSize})
