@@ -110,8 +110,19 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"policies": out})
 }
 
-func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
+// policyParam is the event type of a policy route that reads or deletes
+// a policy. An event type PostgreSQL could not store has no policy: 404.
+func (s *Server) policyParam(w http.ResponseWriter, r *http.Request) (string, bool) {
 	eventType, ok := s.param(w, r, "eventType")
+	if ok && !isStorableText(eventType) {
+		s.fail(w, r, forgettable.ErrPolicyNotFound)
+		return "", false
+	}
+	return eventType, ok
+}
+
+func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request) {
+	eventType, ok := s.policyParam(w, r)
 	if !ok {
 		return
 	}
@@ -146,7 +157,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
-	eventType, ok := s.param(w, r, "eventType")
+	eventType, ok := s.policyParam(w, r)
 	if !ok {
 		return
 	}

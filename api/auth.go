@@ -39,7 +39,13 @@ var (
 	ErrTokenNotFound = errors.New("no such token")
 	// ErrInvalidRole is returned for a role Lethe does not know.
 	ErrInvalidRole = errors.New("invalid role")
+	// ErrInvalidTokenName is returned for a token name that is too long
+	// or holds a NUL character.
+	ErrInvalidTokenName = errors.New("invalid token name")
 )
+
+// MaxTokenNameLength is the longest token name accepted, in bytes.
+const MaxTokenNameLength = 200
 
 // TokenStore keeps API tokens, as hashes only. The PostgreSQL
 // implementation is in api/postgres.
@@ -71,12 +77,17 @@ type NewToken struct {
 const tokenPrefix = "lethe_"
 
 // GenerateToken makes a new token: a random 256-bit secret, and its id.
+// Returns an error wrapping ErrInvalidRole or ErrInvalidTokenName for
+// roles or a name it refuses.
 func GenerateToken(name string, roles []string, createdBy string) (secret string, t NewToken, err error) {
 	if err := ValidateRoles(roles); err != nil {
 		return "", NewToken{}, err
 	}
-	if len(name) > 200 {
-		return "", NewToken{}, errors.New("token name: at most 200 bytes")
+	if len(name) > MaxTokenNameLength {
+		return "", NewToken{}, fmt.Errorf("%w: at most %d bytes", ErrInvalidTokenName, MaxTokenNameLength)
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", NewToken{}, fmt.Errorf("%w: a NUL character (\\u0000)", ErrInvalidTokenName)
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {

@@ -16,6 +16,8 @@ func FuzzDecodeAppend(f *testing.F) {
 		`{"expectedVersion":-7,"events":[{"id":"x"}]}`,
 		`{"events":[{"id":"` + id + `","type":"t","data":null,"metadata":null}]}`,
 		`{"events":[{"id":"` + id + `","type":"t","data":{"a":1},"personalData":[{"subject":"","paths":[]}]}]}`,
+		`{"events":[{"id":"` + id + `","type":"t","data":{"a":1,"a":"\u0000"},"personalData":[],"personalData":[{"subject":"s","paths":["/a"]}]}]}`,
+		`{"Events":[{"ID":"` + id + `","type":"t\u0000","data":{"a":"\\u0000"}}]}`,
 		`{"events": [`, `[]`, `null`, `{"colour":1}`, `{"events":[{"id":"` + id + `","type":"t","data":{}}]} x`,
 	} {
 		f.Add([]byte(seed))

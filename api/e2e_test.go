@@ -311,7 +311,7 @@ func TestReadPaging(t *testing.T) {
 	if err != nil || len(p.Events) != 2 || p.Next == nil || *p.Next != 2 {
 		t.Fatalf("page 1 = %+v, %v", p, err)
 	}
-	p, err = tk.reader.ReadStream(ctx, "order-1", client.ReadOptions{From: 4, Limit: 2})
+	p, err = tk.reader.ReadStream(ctx, "order-1", client.ReadOptions{From: client.Version(4), Limit: 2})
 	if err != nil || len(p.Events) != 1 || p.Next != nil {
 		t.Fatalf("last page = %+v, %v", p, err)
 	}

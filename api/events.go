@@ -10,7 +10,9 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -59,26 +61,32 @@ func decodeBody[T any](s *Server, w http.ResponseWriter, r *http.Request, emptyO
 }
 
 // jsonError describes a decoding error without quoting the input (which may
-// be personal data).
+// be personal data: a subject id used as a key, say).
 func jsonError(err error) string {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var strict *wire.DecodeError
 	switch {
+	case errors.As(err, &strict):
+		return strict.Error() + "."
 	case errors.As(err, &syntax):
 		return fmt.Sprintf("invalid JSON at byte %d.", syntax.Offset)
 	case errors.As(err, &typ):
+		// Field is the path of the document's own field names, not input.
 		if typ.Field != "" {
 			return fmt.Sprintf("field %s: want %s.", typ.Field, typ.Type)
 		}
 		return fmt.Sprintf("want %s.", typ.Type)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "the body ends too early."
-	case errors.Is(err, wire.ErrBadExpectedVersion):
+	case errors.Is(err, wire.ErrBadExpectedVersion), errors.Is(err, wire.ErrTrailingData):
 		return err.Error() + "."
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// wire.Decode refuses unknown fields first; should encoding/json
+		// still find one, its message quotes the key: not passed on.
+		return wire.ErrUnknownField.Error() + "."
 	}
-	// Unknown fields ("json: unknown field \"x\""), trailing data: the
-	// message names a field, not a value.
-	return err.Error() + "."
+	return "not a valid request document."
 }
 
 // pathParam returns a route parameter, percent-decoded. chi matches on the
@@ -204,6 +212,9 @@ func decodeAppend(body []byte, limits Limits) (eventstore.ExpectedVersion, []for
 		if string(e.Metadata) == "null" {
 			e.Metadata = nil
 		}
+		if hasNUL(e.Data) || hasNUL(e.Metadata) {
+			return 0, nil, &badRequest{http.StatusBadRequest, "invalid-event", fmt.Sprintf("events[%d]: data and metadata cannot hold a NUL character (\\u0000).", i)}
+		}
 		events[i] = forgettable.Event{EventData: eventstore.EventData{ID: id, Type: e.Type, Data: e.Data, Metadata: e.Metadata}}
 		for j, pd := range e.PersonalData {
 			if pd.Subject == "" || len(pd.Paths) == 0 {
@@ -216,6 +227,22 @@ func decodeAppend(body []byte, limits Limits) (eventstore.ExpectedVersion, []for
 		}
 	}
 	return eventstore.ExpectedVersion(req.ExpectedVersion.Value()), events, nil
+}
+
+// hasNUL reports whether the JSON text b (valid JSON) holds a string with
+// U+0000, which PostgreSQL cannot store: only the escape \u0000 can write
+// one.
+func hasNUL(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if i+5 < len(b) && b[i+1] == 'u' && string(b[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // the escaped character: \\ does not start an escape
+	}
+	return false
 }
 
 // conflict answers 409 with the events appended since the expected
@@ -354,14 +381,28 @@ func (s *Server) limit(q url.Values) (int, error) {
 }
 
 // checkQuery refuses query parameters a route does not know: a typo
-// (fromPostion) must not silently read from the start.
+// (fromPostion) must not silently read from the start. The error does not
+// quote the unknown name (it is the client's input). It also refuses
+// values no stored text can hold (a NUL character, bytes that are not
+// UTF-8): they match nothing, and PostgreSQL refuses them in a query.
 func checkQuery(q url.Values, known ...string) error {
-	for k := range q {
+	for k, vs := range q {
 		if !slices.Contains(known, k) {
-			return fmt.Errorf("unknown query parameter %q (this route takes %v)", k, known)
+			return fmt.Errorf("an unknown query parameter (this route takes %v)", known)
+		}
+		for _, v := range vs {
+			if !isStorableText(v) {
+				return fmt.Errorf("%s: not UTF-8 text, or holds a NUL character", k)
+			}
 		}
 	}
 	return nil
+}
+
+// isStorableText reports whether PostgreSQL can store v as text: UTF-8
+// without NUL characters.
+func isStorableText(v string) bool {
+	return utf8.ValidString(v) && strings.IndexByte(v, 0) < 0
 }
 
 func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {

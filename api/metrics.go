@@ -99,18 +99,31 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			status = http.StatusOK
 		}
 		d := time.Since(start)
-		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(status)).Observe(d.Seconds())
+		method := methodLabel(r.Method)
+		s.metrics.requests.WithLabelValues(route, method, strconv.Itoa(status)).Observe(d.Seconds())
 		level := slog.LevelInfo
 		if status >= 500 {
 			level = slog.LevelWarn
 		}
-		attrs := []slog.Attr{slog.String("method", r.Method), slog.String("route", route), slog.Int("status", status),
+		attrs := []slog.Attr{slog.String("method", method), slog.String("route", route), slog.Int("status", status),
 			slog.Duration("duration", d), slog.String("request_id", requestID(r))}
 		if info.tokenID != "" {
 			attrs = append(attrs, slog.String("token_id", info.tokenID))
 		}
 		s.log.LogAttrs(r.Context(), level, "request", attrs...)
 	})
+}
+
+// methodLabel is the request's method if it is one of HTTP's standard
+// methods, else "OTHER": any token is a valid method, and the client's
+// must not make the metric's series (or the log) grow without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
 }
 
 // routePattern is the matched route's pattern ("unmatched" for a 404).

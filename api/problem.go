@@ -100,7 +100,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		s.problem(w, r, http.StatusNotFound, "projection-not-found", "This server runs no such projection.")
 	case errors.Is(err, ErrTokenNotFound):
 		s.problem(w, r, http.StatusNotFound, "token-not-found", "No such token.")
-	case errors.Is(err, ErrInvalidRole):
+	case errors.Is(err, ErrInvalidRole), errors.Is(err, ErrInvalidTokenName):
 		s.problem(w, r, http.StatusBadRequest, "invalid-request", err.Error())
 	case errors.Is(err, eventstore.ErrDuplicateEventID):
 		s.problem(w, r, http.StatusConflict, "duplicate-event-id", err.Error())

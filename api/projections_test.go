@@ -40,7 +40,7 @@ func TestStateAndHistory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := tk.reader.ReadStream(ctx, "lead-12", client.ReadOptions{From: res.FirstVersion, Limit: 1})
+		p, err := tk.reader.ReadStream(ctx, "lead-12", client.ReadOptions{From: client.Version(res.FirstVersion), Limit: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +273,7 @@ func TestUpcastersOnRead(t *testing.T) {
 	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
 		t.Fatal(err)
 	}
-	p, err := tk.pii.ReadStream(ctx, "lead-12", client.ReadOptions{From: 3, Limit: 1})
+	p, err := tk.pii.ReadStream(ctx, "lead-12", client.ReadOptions{From: client.Version(3), Limit: 1})
 	if err != nil || data(t, p.Events[0])["phone"] != "555-8101" || data(t, p.Events[0])["phone-number"] != nil || string(p.Events[0].Metadata) != `{"schemaVersion":2}` {
 		t.Fatalf("upcast read = %s %s, %v", p.Events[0].Data, p.Events[0].Metadata, err)
 	}

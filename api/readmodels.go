@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/lethe-store/lethe/api/wire"
@@ -47,8 +48,13 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A lookup by a value tells which streams held it: recorded like a
-	// read of personal data (no subject reference is known here).
-	if len(streams) > 0 && s.opts.AccessLog != nil {
+	// read of personal data (no subject reference is known here), and,
+	// like it, not served if it cannot be recorded.
+	if len(streams) > 0 {
+		if s.opts.AccessLog == nil {
+			s.fail(w, r, errors.New("no access log configured: lookups are not served"))
+			return
+		}
 		p, _ := principalFrom(r.Context())
 		if err := s.opts.AccessLog.RecordAccess(r.Context(), AccessRecord{TokenID: p.TokenID, Method: r.Method, Route: routePattern(r),
 			RequestID: requestID(r), StreamIDs: streams, SubjectRefs: []string{}, Events: 0}); err != nil {
@@ -66,6 +72,10 @@ func (s *Server) analytics(w http.ResponseWriter, r *http.Request) {
 	}
 	category, ok := s.param(w, r, "category")
 	if !ok {
+		return
+	}
+	if !isStorableText(category) {
+		s.problem(w, r, http.StatusBadRequest, "invalid-request", "category: not UTF-8, or holds a NUL character.")
 		return
 	}
 	if err := checkQuery(r.URL.Query()); err != nil {

@@ -262,10 +262,16 @@ func (s *Server) routes() *chi.Mux {
 		s.problem(w, r, http.StatusNotFound, "not-found", "No such route.")
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
-		// RFC 9110 §15.5.6: a 405 lists the methods the route has.
+		// RFC 9110 §15.5.6: a 405 lists the methods the route has. Match
+		// the path chi routed on: the raw one when it has escapes (a%2Fb
+		// is one segment, a/b two).
+		path := req.URL.RawPath
+		if path == "" {
+			path = req.URL.Path
+		}
 		var allowed []string
 		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+			if r.Match(chi.NewRouteContext(), m, path) {
 				allowed = append(allowed, m)
 			}
 		}

@@ -94,11 +94,13 @@ type span struct{ start, end int }
 // nil for a path that is not there, several for duplicate keys.
 func findFields(data []byte, paths []string) ([][]span, error) {
 	found := make([][]span, len(paths))
+	want := make(map[string][]int, len(paths))
+	for i, p := range paths {
+		want[p] = append(want[p], i)
+	}
 	sc := scanner{values: func(start, end int, path []byte) error {
-		for i, p := range paths {
-			if string(path) == p {
-				found[i] = append(found[i], span{start, end})
-			}
+		for _, i := range want[string(path)] {
+			found[i] = append(found[i], span{start, end})
 		}
 		return nil
 	}}

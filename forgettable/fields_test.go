@@ -368,3 +368,27 @@ func TestSealSplicesAsSent(t *testing.T) {
 		t.Error("invalid JSON sealed")
 	}
 }
+
+func TestCheckOverlaps(t *testing.T) {
+	for _, tc := range []struct {
+		paths []string
+		ok    bool
+	}{
+		{[]string{"/a", "/b", "/c/d"}, true},
+		{[]string{"/a", "/ab"}, true},
+		{[]string{"/a/b", "/a/c"}, true},
+		{[]string{"/a", "/a"}, false},
+		{[]string{"/a", "/a/b"}, false},
+		{[]string{"/a/b/c", "/a"}, false},
+		{[]string{"/x~1y", "/x/y"}, true},
+		{[]string{"/x~1y/z", "/x~1y"}, false},
+	} {
+		var ptrs []pointer
+		for _, p := range tc.paths {
+			ptrs = append(ptrs, mustPointer(t, p))
+		}
+		if err := checkOverlaps(ptrs); (err == nil) != tc.ok {
+			t.Errorf("%v: %v", tc.paths, err)
+		}
+	}
+}

@@ -579,3 +579,35 @@ func TestLongStreamReadStreaming(t *testing.T) {
 	check(warm, true)
 	check(e.instance(), true)
 }
+
+// A retried append sealed under a newer key version (after a rotation)
+// is still recognised as the same append; a retry that says something
+// else is still refused.
+func TestRetryAfterRotation(t *testing.T) {
+	e := newEnv(t)
+	s := e.instance()
+	ctx := testenv.Context(t)
+	ev := forgettable.Event{EventData: eventstore.EventData{ID: eventstore.NewEventID(), Type: "t", Data: json.RawMessage(`{"name":"Ann","n":1}`)},
+		PersonalData: []forgettable.PersonalData{{Subject: "ann@example.com", Paths: []string{"/name"}}}}
+	first, err := s.Append(ctx, "retry-1", eventstore.NoStream, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RotateKey(ctx, "ann@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Append(ctx, "retry-1", eventstore.NoStream, ev)
+	if err != nil || !again.Duplicate || again.FirstPosition != first.FirstPosition {
+		t.Fatalf("retry after rotation = %+v, %v", again, err)
+	}
+	other := ev
+	other.Data = json.RawMessage(`{"name":"Bob","n":1}`)
+	if _, err := s.Append(ctx, "retry-1", eventstore.NoStream, other); !errors.Is(err, eventstore.ErrDuplicateEventID) {
+		t.Errorf("a different event under the same id = %v", err)
+	}
+	plain := ev
+	plain.PersonalData = nil
+	if _, err := s.Append(ctx, "retry-1", eventstore.NoStream, plain); !errors.Is(err, eventstore.ErrDuplicateEventID) {
+		t.Errorf("the same data, not declared personal = %v", err)
+	}
+}

@@ -163,8 +163,10 @@ func (l *Loader) Load(ctx context.Context, streamID string, u UpTo, access forge
 		for _, e := range events {
 			out.LastVersion = e.Version
 			if (u.Version >= 0 && e.Version > u.Version) || (u.At != nil && e.RecordedAt.After(*u.At)) {
+				// The first event past the bound ends the fold, as for
+				// reads without snapshots.
 				stop = true
-				continue
+				break
 			}
 			if err := fold.Apply(forgettable.RecordedEvent{RecordedEvent: e}); err != nil {
 				return Loaded{}, err

@@ -72,19 +72,23 @@ func (c *Client) Append(ctx context.Context, streamID string, expected wire.Expe
 	return res, err
 }
 
-// ReadOptions page through a stream. From is the first version to read;
-// reading backward, 0 means the last event.
+// ReadOptions page through a stream. From is the first version to read
+// (see Version); nil reads from the start forward, from the last event
+// backward. To page, pass the page's Next as From, in the same direction.
 type ReadOptions struct {
-	From     int64
+	From     *int64
 	Limit    int
 	Backward bool
 }
 
+// Version returns a pointer to v, for ReadOptions.From.
+func Version(v int64) *int64 { return &v }
+
 // ReadStream reads a page of a stream.
 func (c *Client) ReadStream(ctx context.Context, streamID string, opts ReadOptions) (wire.StreamPage, error) {
 	q := url.Values{}
-	if opts.From != 0 {
-		q.Set("from", strconv.FormatInt(opts.From, 10))
+	if opts.From != nil {
+		q.Set("from", strconv.FormatInt(*opts.From, 10))
 	}
 	if opts.Limit > 0 {
 		q.Set("limit", strconv.Itoa(opts.Limit))
@@ -226,31 +230,48 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		return 0, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
 	if resp.StatusCode >= 300 {
-		return resp.StatusCode, decodeProblem(resp.StatusCode, b)
+		return resp.StatusCode, readProblem(resp)
 	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
-		if err := json.Unmarshal(b, out); err != nil {
+		// No cap: a page is as large as the server's limits allow
+		// (1,000 events of up to 1 MiB by default), and decoding as it
+		// arrives holds it in memory once.
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 			return resp.StatusCode, fmt.Errorf("decode %s %s answer: %w", method, path, err)
 		}
 	}
 	return resp.StatusCode, nil
 }
 
-func decodeProblem(status int, b []byte) error {
-	if status == http.StatusConflict {
+// maxProblemBytes bounds the problem documents read, but for a version
+// conflict's.
+const maxProblemBytes = 1 << 20
+
+// readProblem reads the problem document of an answer that is not 2xx. A
+// 409 version conflict carries up to a page of events, as large as a
+// read's page: it is decoded as it arrives, with no cap. Other problem
+// documents are small: at most maxProblemBytes are read.
+func readProblem(resp *http.Response) error {
+	noDocument := &wire.Problem{Status: resp.StatusCode, Title: http.StatusText(resp.StatusCode), Detail: "(no problem document)"}
+	if resp.StatusCode == http.StatusConflict {
 		var c Conflict
-		if json.Unmarshal(b, &c.Conflict) == nil && strings.HasSuffix(c.Type, "/wrong-expected-version") {
+		if err := json.NewDecoder(resp.Body).Decode(&c.Conflict); err != nil || c.Type == "" {
+			return noDocument
+		}
+		if strings.HasSuffix(c.Type, "/wrong-expected-version") {
 			return &c
 		}
+		p := c.Problem
+		return &p
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxProblemBytes))
+	if err != nil {
+		return fmt.Errorf("read the %d answer: %w", resp.StatusCode, err)
 	}
 	p := &wire.Problem{}
 	if err := json.Unmarshal(b, p); err != nil || p.Type == "" {
-		return &wire.Problem{Status: status, Title: http.StatusText(status), Detail: "(no problem document)"}
+		return noDocument
 	}
 	return p
 }
@@ -311,8 +332,7 @@ func (c *Client) subscribe(ctx context.Context, path string, q url.Values, lastE
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return nil, decodeProblem(resp.StatusCode, b)
+		return nil, readProblem(resp)
 	}
 	return &Subscription{resp: resp, r: bufio.NewReader(resp.Body)}, nil
 }

@@ -10,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -292,19 +295,186 @@ type TokenList struct {
 	Tokens []Token `json:"tokens"`
 }
 
-// Decode reads exactly one JSON document of type T from b, rejecting
-// unknown fields and trailing data.
+// Errors of Decode's strict checks. Decode returns them inside a
+// *DecodeError that says where in the body the problem is; none quotes
+// the input (it may be personal data).
+var (
+	// ErrUnknownField: a key that is not exactly (case-sensitively) one of
+	// the document's field names.
+	ErrUnknownField = errors.New("an unknown field (field names are case-sensitive)")
+	// ErrDuplicateField: a key given twice in the same object.
+	ErrDuplicateField = errors.New("a field given twice")
+	// ErrNULCharacter: a string holds U+0000, which Lethe cannot store.
+	ErrNULCharacter = errors.New(`a string holds a NUL character (\u0000)`)
+	// ErrTrailingData: something follows the JSON document.
+	ErrTrailingData = errors.New("trailing data after the JSON document")
+)
+
+// DecodeError is a strict check's refusal at a byte offset of the body.
+type DecodeError struct {
+	// Offset is the byte offset just after the refused key or string.
+	Offset int64
+	Err    error
+}
+
+func (e *DecodeError) Error() string { return fmt.Sprintf("%v at byte %d", e.Err, e.Offset) }
+
+// Unwrap returns the sentinel (ErrUnknownField...).
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Decode reads exactly one JSON document of type T from b. It is strict
+// where encoding/json is lenient: every object key must be exactly one of
+// T's JSON field names (encoding/json matches keys case-insensitively)
+// and appear at most once per object (encoding/json lets the last one
+// win), and no string may hold a NUL character. The contents of
+// json.RawMessage fields (an event's data and metadata: the user's own
+// JSON) are not checked. Trailing data is refused (ErrTrailingData).
 func Decode[T any](b []byte) (T, error) {
 	var v T
+	if err := checkStrict(b, reflect.TypeFor[T]()); err != nil {
+		return v, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&v); err != nil {
 		return v, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return v, errors.New("trailing data after the JSON document")
+		return v, ErrTrailingData
 	}
 	return v, nil
+}
+
+// checkStrict walks the first JSON document of b along t. It stops at a
+// value whose shape does not match t: encoding/json refuses it next.
+func checkStrict(b []byte, t reflect.Type) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // no number is converted: none can fail here
+	if err := walk(dec, t); err != errOtherShape {
+		return err
+	}
+	return nil
+}
+
+// errOtherShape stops checkStrict at a value of the wrong shape.
+var errOtherShape = errors.New("not the shape of the document")
+
+var (
+	rawMessageType  = reflect.TypeFor[json.RawMessage]()
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+)
+
+// walk checks the next value of dec as a value of type t.
+func walk(dec *json.Decoder, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == rawMessageType || reflect.PointerTo(t).Implements(unmarshalerType) {
+		// The user's own JSON (data, metadata), or a type that checks
+		// its value itself (expectedVersion).
+		var skip json.RawMessage
+		return dec.Decode(&skip)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok := tok.(type) {
+	case string:
+		if strings.IndexByte(tok, 0) >= 0 {
+			return &DecodeError{Offset: dec.InputOffset(), Err: ErrNULCharacter}
+		}
+		return nil
+	case json.Delim:
+		switch {
+		case tok == '{' && t.Kind() == reflect.Struct:
+			return walkObject(dec, fieldsOf(t))
+		case tok == '[' && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array):
+			for dec.More() {
+				if err := walk(dec, t.Elem()); err != nil {
+					return err
+				}
+			}
+		default:
+			// A shape T does not have: encoding/json refuses it next.
+			return errOtherShape
+		}
+		_, err := dec.Token() // the closing delimiter
+		return err
+	}
+	return nil
+}
+
+// walkObject checks the keys and values of an object whose '{' was read,
+// and reads its '}'.
+func walkObject(dec *json.Decoder, fields map[string]reflect.Type) error {
+	seen := make(map[string]bool, len(fields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		ft, known := fields[key]
+		switch {
+		case !known:
+			return &DecodeError{Offset: dec.InputOffset(), Err: ErrUnknownField}
+		case seen[key]:
+			return &DecodeError{Offset: dec.InputOffset(), Err: ErrDuplicateField}
+		}
+		seen[key] = true
+		if err := walk(dec, ft); err != nil {
+			return err
+		}
+	}
+	_, err := dec.Token()
+	return err
+}
+
+// structFields caches fieldsOf.
+var structFields sync.Map // reflect.Type -> map[string]reflect.Type
+
+// fieldsOf returns the JSON field names of struct type t, and their types,
+// as encoding/json names them (tag name, else the Go name; embedded
+// structs without a tag name promote their fields).
+func fieldsOf(t reflect.Type) map[string]reflect.Type {
+	if f, ok := structFields.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
+	fields := map[string]reflect.Type{}
+	for _, sf := range reflect.VisibleFields(t) {
+		if !sf.IsExported() || len(sf.Index) > 1 && !promoted(t, sf.Index) {
+			continue
+		}
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if sf.Anonymous && name == "" && sf.Type.Kind() == reflect.Struct {
+			continue // its fields are promoted (VisibleFields lists them)
+		}
+		if name == "" {
+			name = sf.Name
+		}
+		fields[name] = sf.Type
+	}
+	structFields.Store(t, fields)
+	return fields
+}
+
+// promoted reports whether the field at index (in a struct embedded in t)
+// is promoted by encoding/json: every struct on the way is embedded
+// without a JSON name.
+func promoted(t reflect.Type, index []int) bool {
+	for _, i := range index[:len(index)-1] {
+		sf := t.Field(i)
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		if !sf.Anonymous || name != "" || sf.Type.Kind() != reflect.Struct {
+			return false
+		}
+		t = sf.Type
+	}
+	return true
 }
 
 // FieldRedaction is a field of a derived view (state, history) shown as

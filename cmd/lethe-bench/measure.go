@@ -30,6 +30,7 @@ func suites() []suite {
 		{"eventstore/read", benchRead},
 		{"forgettable", benchForgettable},
 		{"api/append", benchAPI},
+		{"projection", benchProjection},
 	}
 }
 

@@ -40,6 +40,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := f.parse(args); err != nil {
 		return err
 	}
+	if snapshotEvery < 0 {
+		return errors.New("LETHE_SNAPSHOT_EVERY: want a positive number of events (0: the default, 1000)")
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("TLS needs both LETHE_TLS_CERT and LETHE_TLS_KEY")
 	}

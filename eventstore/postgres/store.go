@@ -148,6 +148,20 @@ func newAppendArgs(events []eventstore.EventData) (appendArgs, error) {
 	return a, nil
 }
 
+// isInvalidValue reports whether an append's SQLSTATE says the client's
+// event holds a value PostgreSQL cannot store: untranslatable character
+// (\u0000 in jsonb, 22P05), invalid text representation (22P02) or escape
+// (22025), invalid byte sequence (NUL or bad UTF-8, 22021), a number jsonb
+// cannot hold (1e1000000: numeric value out of range, 22003), a value too
+// large for jsonb (54000).
+func isInvalidValue(code string) bool {
+	switch code {
+	case "22P05", "22P02", "22025", "22021", "22003", "54000":
+		return true
+	}
+	return false
+}
+
 // AppendToStream implements eventstore.Store.
 func (s *Store) AppendToStream(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events ...eventstore.EventData) (eventstore.AppendResult, error) {
 	if err := eventstore.ValidateStreamID(streamID); err != nil {
@@ -195,10 +209,7 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, &eventstore.SubjectErasedError{Ref: pgErr.Detail})
 		case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique violation: event id or (stream, version)
 			raced = pgErr.ConstraintName == "events_stream_version_pk"
-		case errors.As(err, &pgErr) && (pgErr.Code == "22P05" || pgErr.Code == "22P02" || pgErr.Code == "22025" || pgErr.Code == "22021" || pgErr.Code == "54000"):
-			// untranslatable character (\u0000), invalid text
-			// representation or escape, bad UTF-8, value too
-			// large for jsonb
+		case errors.As(err, &pgErr) && isInvalidValue(pgErr.Code):
 			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w: %s", streamID, eventstore.ErrInvalidEvent, pgErr.Message)
 		default:
 			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
@@ -527,6 +538,36 @@ func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, erro
 		return 0, fmt.Errorf("stream %s: %w", streamID, eventstore.ErrStreamNotFound)
 	}
 	return v.Int64, nil
+}
+
+// EventsByID returns the stored events with these ids, in the order of
+// ids; an id not stored gives a zero event (empty StreamID). Package
+// forgettable uses it to recognise a retried append whose events were
+// sealed again under a newer key version. (Not scoped by stream: on a
+// store partitioned by stream it asks every partition; it serves that
+// rare retry path only.)
+func (s *Store) EventsByID(ctx context.Context, ids []eventstore.EventID) ([]eventstore.RecordedEvent, error) {
+	raw := make([][16]byte, len(ids))
+	for i, id := range ids {
+		raw[i] = id
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE event_id = ANY ($1::uuid[])`, raw)
+	if err != nil {
+		return nil, fmt.Errorf("events by id: %w", err)
+	}
+	found, err := collectEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("events by id: %w", err)
+	}
+	out := make([]eventstore.RecordedEvent, len(ids))
+	for _, e := range found {
+		for i, id := range ids {
+			if e.ID == id {
+				out[i] = e
+			}
+		}
+	}
+	return out, nil
 }
 
 // VersionAt returns the version of the event at position in a stream, or

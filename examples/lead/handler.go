@@ -138,7 +138,7 @@ func (h *Handler) Events(ctx context.Context, streamID string) ([]Event, error) 
 func (h *Handler) readFrom(ctx context.Context, streamID string, from int64) ([]Event, error) {
 	var events []Event
 	for {
-		page, err := h.Client.ReadStream(ctx, streamID, client.ReadOptions{From: from})
+		page, err := h.Client.ReadStream(ctx, streamID, client.ReadOptions{From: client.Version(from)})
 		if client.ProblemType(err) == "stream-not-found" {
 			return nil, nil
 		}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,10 +37,26 @@ func Analytics() Projection {
 			_, err := tx.Exec(ctx, `DELETE FROM read_analytics`)
 			return err
 		},
-		Apply: func(ctx context.Context, tx pgx.Tx, e forgettable.RecordedEvent) error {
-			_, err := tx.Exec(ctx, `INSERT INTO read_analytics (category, day, event_type, count) VALUES ($1, $2, $3, 1)
-				ON CONFLICT (category, day, event_type) DO UPDATE SET count = read_analytics.count + 1`,
-				eventstore.Category(e.StreamID), e.RecordedAt.UTC().Format(time.DateOnly), e.Type)
+		// One statement per batch: the counts are added up in Go.
+		ApplyBatch: func(ctx context.Context, tx pgx.Tx, events []forgettable.RecordedEvent) error {
+			type key struct{ category, day, typ string }
+			counts := map[key]int64{}
+			var keys []key
+			for _, e := range events {
+				k := key{eventstore.Category(e.StreamID), e.RecordedAt.UTC().Format(time.DateOnly), e.Type}
+				if _, ok := counts[k]; !ok {
+					keys = append(keys, k)
+				}
+				counts[k]++
+			}
+			cats, days, types := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys))
+			ns := make([]int64, len(keys))
+			for i, k := range keys {
+				cats[i], days[i], types[i], ns[i] = k.category, k.day, k.typ, counts[k]
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO read_analytics (category, day, event_type, count)
+				SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::bigint[])
+				ON CONFLICT (category, day, event_type) DO UPDATE SET count = read_analytics.count + EXCLUDED.count`, cats, days, types, ns)
 			return err
 		},
 	}
@@ -124,28 +141,31 @@ func Lookup(b Blinder) Projection {
 			_, err := tx.Exec(ctx, `DELETE FROM read_lookup`)
 			return err
 		},
-		Apply: func(ctx context.Context, tx pgx.Tx, e forgettable.RecordedEvent) error {
-			category := eventstore.Category(e.StreamID)
-			values, err := leafValues(e.Data)
-			if err != nil {
-				return err
-			}
-			refs := slices.Clone(e.SubjectRefs)
-			if refs == nil {
-				refs = []string{}
-			}
-			slices.Sort(refs)
-			for _, v := range values {
-				blind, err := BlindIndex(ctx, b, category, v.path, v.value)
+		// One statement per batch.
+		ApplyBatch: func(ctx context.Context, tx pgx.Tx, events []forgettable.RecordedEvent) error {
+			var blinds, streams, refs []string
+			for _, e := range events {
+				category := eventstore.Category(e.StreamID)
+				values, err := leafValues(e.Data)
 				if err != nil {
 					return err
 				}
-				if _, err := tx.Exec(ctx, `INSERT INTO read_lookup (blind, stream_id, subject_refs) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-					blind, e.StreamID, refs); err != nil {
-					return err
+				r := slices.Clone(e.SubjectRefs)
+				slices.Sort(r)
+				joined := strings.Join(r, ",")
+				for _, v := range values {
+					blind, err := BlindIndex(ctx, b, category, v.path, v.value)
+					if err != nil {
+						return err
+					}
+					blinds, streams, refs = append(blinds, blind), append(streams, e.StreamID), append(refs, joined)
 				}
 			}
-			return nil
+			_, err := tx.Exec(ctx, `INSERT INTO read_lookup (blind, stream_id, subject_refs)
+				SELECT blind, stream, coalesce(string_to_array(nullif(refs, ''), ','), '{}')
+				FROM unnest($1::text[], $2::text[], $3::text[]) AS t(blind, stream, refs)
+				ON CONFLICT DO NOTHING`, blinds, streams, refs)
+			return err
 		},
 		// Every entry derived from an event that carried the subject's
 		// data goes: no value of theirs can find the stream any more.

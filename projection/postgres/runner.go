@@ -52,6 +52,11 @@ type Projection struct {
 	Setup func(ctx context.Context, tx pgx.Tx) error
 	// Apply applies an event.
 	Apply Handler
+	// ApplyBatch, if set, is used instead of Apply: it applies a run of
+	// events at once (between erasure records, in position order), so a
+	// projection can write one statement per batch instead of one per
+	// event.
+	ApplyBatch func(ctx context.Context, tx pgx.Tx, events []forgettable.RecordedEvent) error
 	// Reset empties the read model, for a rebuild from scratch.
 	Reset func(ctx context.Context, tx pgx.Tx) error
 	// Forget removes what the read model derived from an erased data
@@ -63,8 +68,8 @@ func (p Projection) validate() error {
 	switch {
 	case p.Name == "" || len(p.Name) > 100:
 		return errors.New("projection: a name of 1 to 100 bytes is needed")
-	case p.Apply == nil || p.Reset == nil:
-		return fmt.Errorf("projection %s: Apply and Reset are needed", p.Name)
+	case (p.Apply == nil && p.ApplyBatch == nil) || p.Reset == nil:
+		return fmt.Errorf("projection %s: Apply (or ApplyBatch) and Reset are needed", p.Name)
 	case p.Access == forgettable.Personal && p.Forget == nil:
 		return fmt.Errorf("projection %s: a projection that sees personal data must implement Forget", p.Name)
 	}
@@ -96,7 +101,7 @@ type Opener interface {
 // Options configure a Runner.
 type Options struct {
 	Logger *slog.Logger
-	// BatchSize is the most events of $all one batch reads (default 500).
+	// BatchSize is the most events of $all one batch reads (default 1,000).
 	BatchSize int
 	// Idle is how long a caught-up projection waits before looking again
 	// when no change is announced (default 1s).
@@ -128,7 +133,7 @@ func NewRunner(pool *pgxpool.Pool, log Log, opener Opener, opts Options) *Runner
 		opts.Logger = slog.Default()
 	}
 	if opts.BatchSize <= 0 {
-		opts.BatchSize = 500
+		opts.BatchSize = 1000
 	}
 	if opts.Idle <= 0 {
 		opts.Idle = time.Second
@@ -253,14 +258,38 @@ func (r *Runner) Step(ctx context.Context, name string) (applied int, more bool,
 }
 
 func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool, err error) {
-	if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
+	// A look without a transaction first: an idle projection takes no
+	// lock and no transaction id (which would hold back $all readers).
+	var peek int64
+	var resetPending bool
+	err = r.pool.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1`, p.Name).Scan(&peek, &resetPending)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
+			return 0, false, fmt.Errorf("projection %s: checkpoint: %w", p.Name, err)
+		}
+	case err != nil:
 		return 0, false, fmt.Errorf("projection %s: checkpoint: %w", p.Name, err)
+	case !resetPending:
+		next, err := r.log.ReadAll(ctx, eventstore.ReadAllOptions{After: peek, Limit: 1})
+		if err != nil {
+			return 0, false, fmt.Errorf("projection %s: read $all: %w", p.Name, err)
+		}
+		if len(next.Events) == 0 {
+			return 0, false, nil
+		}
 	}
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return 0, false, fmt.Errorf("projection %s: %w", p.Name, err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// A batch's commit need not wait for the WAL flush: the checkpoint
+	// and the read model commit together, so a crash that loses the last
+	// batches loses both, and the runner applies them again.
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+		return 0, false, fmt.Errorf("projection %s: %w", p.Name, err)
+	}
 	var pos int64
 	var reset bool
 	err = tx.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED`, p.Name).Scan(&pos, &reset)
@@ -309,6 +338,18 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 	}
 	var lastAt *time.Time
 	k := 0
+	var run []forgettable.RecordedEvent // events not applied yet (ApplyBatch)
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		if err := p.ApplyBatch(ctx, tx, run); err != nil {
+			return fmt.Errorf("projection %s: events %s to %s: %w", p.Name, run[0].ID, run[len(run)-1].ID, err)
+		}
+		applied += len(run)
+		run = run[:0]
+		return nil
+	}
 	for _, e := range page.Events {
 		switch {
 		case e.StreamID == forgettable.ErasedStreamID && e.Type == "subject-erased":
@@ -317,20 +358,30 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 				return 0, false, fmt.Errorf("projection %s: erasure record %s: %w", p.Name, e.ID, err)
 			}
 			if p.Forget != nil {
+				if err := flush(); err != nil {
+					return 0, false, err
+				}
 				if err := p.Forget(ctx, tx, ref); err != nil {
 					return 0, false, fmt.Errorf("projection %s: forget: %w", p.Name, err)
 				}
 				applied++
 			}
 		case k < len(opened) && opened[k].ID == e.ID:
-			if err := p.Apply(ctx, tx, opened[k]); err != nil {
-				return 0, false, fmt.Errorf("projection %s: event %s: %w", p.Name, e.ID, err)
+			if p.ApplyBatch != nil {
+				run = append(run, opened[k])
+			} else {
+				if err := p.Apply(ctx, tx, opened[k]); err != nil {
+					return 0, false, fmt.Errorf("projection %s: event %s: %w", p.Name, e.ID, err)
+				}
+				applied++
 			}
 			k++
-			applied++
 		}
 		at := e.RecordedAt
 		lastAt = &at
+	}
+	if err := flush(); err != nil {
+		return 0, false, err
 	}
 	_, err = tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $2, reset_requested = false, events_applied = events_applied + $3,
 		last_event_at = coalesce($4, last_event_at), updated_at = now(), last_error = '' WHERE name = $1`, p.Name, page.Next, applied, lastAt)
@@ -343,7 +394,9 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 	r.mu.Lock()
 	r.setUp[p.Name] = true
 	r.mu.Unlock()
-	return applied, len(page.Events) == r.opts.BatchSize || page.HeldBack, nil
+	// Held-back events are not "more": the runner waits for a change or
+	// Idle rather than spinning while an older transaction stays open.
+	return applied, len(page.Events) == r.opts.BatchSize, nil
 }
 
 // erasedRef reads the subject reference of an erasure record.
