@@ -19,7 +19,7 @@ func TestBanner(t *testing.T) {
 		out := buf.String()
 		for _, want := range []string{
 			"from the\n", "checkout's root directory", tc.cd,
-			"safe retry (200) until\n  # casey is erased; after that it is 409 subject-erased",
+			"safe retry (200) until casey is erased; after that it is\n  # 409 subject-erased",
 			"-d @docs/examples/lead-12.json", ". .lethe/env",
 		} {
 			if !strings.Contains(out, want) {

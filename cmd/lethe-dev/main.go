@@ -95,8 +95,8 @@ curl -s "$LETHE_URL/v1/streams/lead-12/state" -H "Authorization: Bearer $LETHE_T
 curl -s "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN"
 
 # How lead-12 got there: this append, which make run sent already. Sending it
-# again is a safe retry (200) until
-# casey is erased; after that it is 409 subject-erased, by design
+# again is a safe retry (200) until casey is erased; after that it is
+# 409 subject-erased, by design
 curl -s -X POST "$LETHE_URL/v1/streams/lead-12/events" -H "Authorization: Bearer $LETHE_TOKEN" \
   -H 'Content-Type: application/json' -d @docs/examples/lead-12.json
 
