@@ -30,8 +30,9 @@ const AnalyticsName = "analytics"
 // counts only.
 func Analytics() Projection {
 	return Projection{
-		Name:   AnalyticsName,
-		Access: forgettable.Restricted,
+		Name:     AnalyticsName,
+		Access:   forgettable.Restricted,
+		DataFree: true,
 		// Its table comes with the migrations (007).
 		Reset: func(ctx context.Context, tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `DELETE FROM read_analytics`)

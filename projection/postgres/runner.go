@@ -42,6 +42,10 @@ type Projection struct {
 	// projection that sees personal data must not store it in the clear
 	// (use a keyed blind index) and must implement Forget.
 	Access forgettable.Access
+	// DataFree says Apply reads no event data (only stream, type,
+	// version, position and time: counts, funnels): events reach it with
+	// Data and Metadata empty, and nothing is opened.
+	DataFree bool
 	// Types and Categories, if set, select the events Apply gets.
 	Types      []string
 	Categories []string
@@ -125,6 +129,7 @@ type Runner struct {
 	mu          sync.Mutex
 	projections map[string]Projection
 	setUp       map[string]bool
+	busy        map[string]bool // the last batch was full: more to apply at once
 }
 
 // NewRunner returns a runner reading log and opening events with opener.
@@ -139,7 +144,7 @@ func NewRunner(pool *pgxpool.Pool, log Log, opener Opener, opts Options) *Runner
 		opts.Idle = time.Second
 	}
 	return &Runner{pool: pool, log: log, opener: opener, opts: opts, logger: opts.Logger,
-		projections: map[string]Projection{}, setUp: map[string]bool{}}
+		projections: map[string]Projection{}, setUp: map[string]bool{}, busy: map[string]bool{}}
 }
 
 // Register adds a projection.
@@ -260,9 +265,18 @@ func (r *Runner) Step(ctx context.Context, name string) (applied int, more bool,
 func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool, err error) {
 	// A look without a transaction first: an idle projection takes no
 	// lock and no transaction id (which would hold back $all readers).
+	r.mu.Lock()
+	busy := r.busy[p.Name]
+	r.mu.Unlock()
 	var peek int64
 	var resetPending bool
-	err = r.pool.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1`, p.Name).Scan(&peek, &resetPending)
+	if busy {
+		// Catching up: the last batch was full, there is more.
+		err = nil
+		resetPending = true
+	} else {
+		err = r.pool.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1`, p.Name).Scan(&peek, &resetPending)
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
@@ -329,9 +343,18 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 			wanted = append(wanted, e)
 		}
 	}
-	opened, err := r.opener.Open(ctx, wanted, p.Access)
-	if err == nil {
-		opened, err = r.opts.Upcasters.UpcastAll(opened)
+	var opened []forgettable.RecordedEvent
+	if p.DataFree {
+		opened = make([]forgettable.RecordedEvent, len(wanted))
+		for i, e := range wanted {
+			e.Data, e.Metadata = nil, nil
+			opened[i] = forgettable.RecordedEvent{RecordedEvent: e}
+		}
+	} else {
+		opened, err = r.opener.Open(ctx, wanted, p.Access)
+		if err == nil {
+			opened, err = r.opts.Upcasters.UpcastAll(opened)
+		}
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("projection %s: open events: %w", p.Name, err)
@@ -391,12 +414,14 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 	if err := tx.Commit(ctx); err != nil {
 		return 0, false, fmt.Errorf("projection %s: commit: %w", p.Name, err)
 	}
+	full := len(page.Events) == r.opts.BatchSize
 	r.mu.Lock()
 	r.setUp[p.Name] = true
+	r.busy[p.Name] = full
 	r.mu.Unlock()
 	// Held-back events are not "more": the runner waits for a change or
 	// Idle rather than spinning while an older transaction stays open.
-	return applied, len(page.Events) == r.opts.BatchSize, nil
+	return applied, full, nil
 }
 
 // erasedRef reads the subject reference of an erasure record.
