@@ -263,34 +263,15 @@ func (r *Runner) Step(ctx context.Context, name string) (applied int, more bool,
 }
 
 func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool, err error) {
-	// A look without a transaction first: an idle projection takes no
-	// lock and no transaction id (which would hold back $all readers).
+	// A look without a transaction first (see idle), unless the last
+	// batch was full: catching up, there is more.
 	r.mu.Lock()
 	busy := r.busy[p.Name]
 	r.mu.Unlock()
-	var peek int64
-	var resetPending bool
-	if busy {
-		// Catching up: the last batch was full, there is more.
-		err = nil
-		resetPending = true
-	} else {
-		err = r.pool.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1`, p.Name).Scan(&peek, &resetPending)
-	}
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, p.Name); err != nil {
-			return 0, false, fmt.Errorf("projection %s: checkpoint: %w", p.Name, err)
-		}
-	case err != nil:
-		return 0, false, fmt.Errorf("projection %s: checkpoint: %w", p.Name, err)
-	case !resetPending:
-		next, err := r.log.ReadAll(ctx, eventstore.ReadAllOptions{After: peek, Limit: 1})
-		if err != nil {
-			return 0, false, fmt.Errorf("projection %s: read $all: %w", p.Name, err)
-		}
-		if len(next.Events) == 0 {
-			return 0, false, nil
+	if !busy {
+		idle, err := r.idle(ctx, p.Name)
+		if err != nil || idle {
+			return 0, false, err
 		}
 	}
 	tx, err := r.pool.Begin(ctx)
@@ -422,6 +403,32 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 	// Held-back events are not "more": the runner waits for a change or
 	// Idle rather than spinning while an older transaction stays open.
 	return applied, full, nil
+}
+
+// idle reports whether a projection has nothing to do, looking without a
+// transaction: an idle projection takes no lock and no transaction id
+// (which would hold back $all readers). It creates the checkpoint row of a
+// new projection.
+func (r *Runner) idle(ctx context.Context, name string) (bool, error) {
+	var pos int64
+	var reset bool
+	err := r.pool.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1`, name).Scan(&pos, &reset)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := r.pool.Exec(ctx, `INSERT INTO projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING`, name); err != nil {
+			return false, fmt.Errorf("projection %s: checkpoint: %w", name, err)
+		}
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("projection %s: checkpoint: %w", name, err)
+	case reset:
+		return false, nil
+	}
+	next, err := r.log.ReadAll(ctx, eventstore.ReadAllOptions{After: pos, Limit: 1})
+	if err != nil {
+		return false, fmt.Errorf("projection %s: read $all: %w", name, err)
+	}
+	return len(next.Events) == 0, nil
 }
 
 // erasedRef reads the subject reference of an erasure record.
