@@ -115,12 +115,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer events.Close()
 	ledger := postgres.NewLedger(pool)
 	var keys keystore.KeyStore = noKeyStore{}
+	var blinder projpg.Blinder
 	if c.vaultConfigured() {
 		vkeys, err := openKeyStore(ctx, c, log, metrics)
 		if err != nil {
 			return err
 		}
-		keys = vkeys
+		keys, blinder = vkeys, vkeys
 		checks = append(checks, api.ReadinessCheck{Name: "vault", Check: func(ctx context.Context) error {
 			if err := vkeys.Health(ctx); err != nil {
 				log.Warn("vault health", "err", err)
@@ -152,10 +153,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// in Vault).
 	runner := projpg.NewRunner(pool, events, store, projpg.Options{Logger: log, Changes: events.ChangeNotifier()})
 	builtins := []projpg.Projection{projpg.Analytics()}
-	var blinder projpg.Blinder
-	if c.vaultConfigured() {
-		builtins = append(builtins, projpg.Lookup(keys))
-		blinder = keys
+	if blinder != nil {
+		builtins = append(builtins, projpg.Lookup(blinder))
 	}
 	for _, p := range builtins {
 		if err := runner.Register(p); err != nil {

@@ -379,6 +379,28 @@ func (s *Store) SubjectRef(ctx context.Context, subject string) (keystore.Ref, e
 	return keystore.Ref(hex.EncodeToString(mac.Sum(nil))), nil
 }
 
+// derivedKeyLabel is the message a derived key is computed from: longer
+// than any subject id SubjectRef accepts, so that no subject reference can
+// ever equal a derived key (the API shows subject references).
+func derivedKeyLabel(purpose string) []byte {
+	label := make([]byte, keystore.MaxSubjectLength+1, keystore.MaxSubjectLength+1+len(purpose))
+	copy(label, "lethe derived key v1\x00")
+	return append(label, purpose...)
+}
+
+// DerivedKey returns a 256-bit key for a purpose (e.g. "lookup index"),
+// derived from the subject-reference secret held in Vault: the database
+// never sees it, and no subject reference equals it or any MAC under it.
+func (s *Store) DerivedKey(ctx context.Context, purpose string) ([]byte, error) {
+	secret, err := s.refKey(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("derived key: %w", err)
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(derivedKeyLabel(purpose))
+	return mac.Sum(nil), nil
+}
+
 func (s *Store) refKey(ctx context.Context) ([]byte, error) {
 	if p := s.refSecret.Load(); p != nil {
 		return *p, nil

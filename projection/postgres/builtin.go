@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -18,7 +19,6 @@ import (
 
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
-	"github.com/lethe-store/lethe/keystore"
 )
 
 // AnalyticsName is the built-in analysis model's projection name.
@@ -99,33 +99,37 @@ func AnalyticsOf(ctx context.Context, pool *pgxpool.Pool, category string) (days
 // LookupName is the built-in lookup index's projection name.
 const LookupName = "lookup"
 
-// Blinder computes keyed blind indexes: an HMAC under a secret the
-// database never sees. keystore.KeyStore implements it (the subject
-// reference secret, held in Vault).
+// Blinder gives the key of the lookup index's blind indexes: a key the
+// database never sees. keystore/vault implements it (a key derived from
+// the secret it holds in Vault; no subject reference the API shows can
+// equal it or a MAC under it).
 type Blinder interface {
-	SubjectRef(ctx context.Context, subject string) (keystore.Ref, error)
+	DerivedKey(ctx context.Context, purpose string) ([]byte, error)
 }
 
-// lookupDomain separates the lookup index's MACs from subject references
-// computed under the same secret.
-const lookupDomain = "lethe-lookup-v1:"
+// lookupPurpose names the lookup index's key.
+const lookupPurpose = "lookup index v1"
 
-// BlindIndex is the lookup key of a value of a field in a category: an
-// HMAC, under the secret held in Vault, of a hash of the three (so that
-// any value length fits).
+// BlindIndex is the lookup key of a value of a field in a category:
+// HMAC-SHA256, under the lookup index's key, of the three,
+// length-prefixed.
 func BlindIndex(ctx context.Context, b Blinder, category, field, value string) (string, error) {
-	h := sha256.New()
-	for _, part := range []string{category, field, value} {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
-		h.Write(n[:])
-		h.Write([]byte(part))
-	}
-	r, err := b.SubjectRef(ctx, lookupDomain+hex.EncodeToString(h.Sum(nil)))
+	key, err := b.DerivedKey(ctx, lookupPurpose)
 	if err != nil {
 		return "", err
 	}
-	return string(r), nil
+	return blindIndex(key, category, field, value), nil
+}
+
+func blindIndex(key []byte, category, field, value string) string {
+	mac := hmac.New(sha256.New, key)
+	for _, part := range []string{category, field, value} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		mac.Write(n[:])
+		mac.Write([]byte(part))
+	}
+	return hex.EncodeToString(mac.Sum(nil))
 }
 
 // Lookup is the built-in lookup index: which streams had, at any version,
@@ -144,6 +148,10 @@ func Lookup(b Blinder) Projection {
 		},
 		// One statement per batch.
 		ApplyBatch: func(ctx context.Context, tx pgx.Tx, events []forgettable.RecordedEvent) error {
+			key, err := b.DerivedKey(ctx, lookupPurpose)
+			if err != nil {
+				return err
+			}
 			var blinds, streams, refs []string
 			for _, e := range events {
 				category := eventstore.Category(e.StreamID)
@@ -155,14 +163,10 @@ func Lookup(b Blinder) Projection {
 				slices.Sort(r)
 				joined := strings.Join(r, ",")
 				for _, v := range values {
-					blind, err := BlindIndex(ctx, b, category, v.path, v.value)
-					if err != nil {
-						return err
-					}
-					blinds, streams, refs = append(blinds, blind), append(streams, e.StreamID), append(refs, joined)
+					blinds, streams, refs = append(blinds, blindIndex(key, category, v.path, v.value)), append(streams, e.StreamID), append(refs, joined)
 				}
 			}
-			_, err := tx.Exec(ctx, `INSERT INTO read_lookup (blind, stream_id, subject_refs)
+			_, err = tx.Exec(ctx, `INSERT INTO read_lookup (blind, stream_id, subject_refs)
 				SELECT blind, stream, coalesce(string_to_array(nullif(refs, ''), ','), '{}')
 				FROM unnest($1::text[], $2::text[], $3::text[]) AS t(blind, stream, refs)
 				ON CONFLICT DO NOTHING`, blinds, streams, refs)
