@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -33,11 +32,11 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-const casey = "casey.davis@example.com"
+const casey = eventstoretest.SeedSubject
 
 // seedSecrets are the seed's personal values: none may appear in a log
 // line, an error body or at rest.
-var seedSecrets = []string{"Casey", "David", "Davis", "555-2951", "555-8101", casey}
+var seedSecrets = eventstoretest.SeedSecrets
 
 // deployment is one database and Vault prefix; servers made from it stand
 // for `lethe serve` processes sharing them.
@@ -46,14 +45,14 @@ type deployment struct {
 	dbURL      string
 	vaultF     func() vault.Config
 	adminToken string
-	logs       *syncBuffer
+	logs       *testenv.SyncBuffer
 	pool       *pgxpool.Pool
 }
 
 func newDeployment(t *testing.T) *deployment {
 	t.Helper()
 	c, mount, prefix := testenv.LetheVault(t)
-	d := &deployment{t: t, dbURL: testenv.MigratedDatabase(t), adminToken: "admin-" + strings.Repeat("x", 40), logs: &syncBuffer{},
+	d := &deployment{t: t, dbURL: testenv.MigratedDatabase(t), adminToken: "admin-" + strings.Repeat("x", 40), logs: &testenv.SyncBuffer{},
 		vaultF: func() vault.Config { return vault.Config{Client: c, Mount: mount, Prefix: prefix} }}
 	d.pool = testenv.Pool(t, d.dbURL)
 	t.Cleanup(func() {
@@ -156,13 +155,7 @@ func seedLead() []wire.NewEvent {
 	var out []wire.NewEvent
 	for _, e := range eventstoretest.SeedLeadEvents() {
 		ne := wire.NewEvent{ID: e.ID.String(), Type: e.Type, Data: e.Data}
-		var paths []string
-		for _, f := range []string{"first-name", "last-name", "phone-number"} {
-			if bytes.Contains(e.Data, []byte(`"`+f+`"`)) {
-				paths = append(paths, "/"+f)
-			}
-		}
-		if len(paths) > 0 {
+		if paths := eventstoretest.SeedPersonalPaths(e.Data); len(paths) > 0 {
 			ne.PersonalData = []wire.PersonalData{{Subject: casey, Paths: paths}}
 		}
 		out = append(out, ne)
@@ -544,23 +537,6 @@ func TestBadInputWritesNothing(t *testing.T) {
 	if err := d.pool.QueryRow(testenv.Context(t), `SELECT count(*) FROM events WHERE stream_id NOT LIKE '$%'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("%d events written by bad requests (%v)", n, err)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Graceful shutdown ends open subscriptions cleanly (an SSE "shutdown"

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lethe-store/lethe/api"
+	"github.com/lethe-store/lethe/internal/testenv"
 )
 
 // Any token is a valid HTTP method: labelled with the client's method
@@ -17,7 +18,7 @@ import (
 // as they like. Methods outside HTTP's standard ones are counted, and
 // logged, as OTHER.
 func TestMetricsMethodLabelIsBounded(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	hs := MustOpenServer(t, api.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	for i := range 200 {
 		req, _ := http.NewRequest(fmt.Sprintf("X-ANYTHING-%d", i), hs.URL+"/healthz", nil)

@@ -143,16 +143,7 @@ func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
 			err = s.record(r.Context(), r, &tally)
 		}
 		last = loaded.LastVersion
-		st := loaded.State
-		out.Version, out.State = st.Version, st.State
-		out.EventTypes = append(out.EventTypes, st.EventTypes...)
-		if st.Version >= 0 {
-			at := st.UpdatedAt
-			out.UpdatedAt = &at
-		}
-		for _, red := range st.Redacted {
-			out.Redacted = append(out.Redacted, wire.FieldRedaction{Path: red.Path, Reason: red.Reason, Version: red.Version})
-		}
+		setState(&out, loaded.State)
 	} else {
 		fold := projection.NewFold(streamID)
 		last, err = s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
@@ -163,16 +154,7 @@ func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
 			}
 			return nil
 		})
-		st := fold.State()
-		out.Version, out.State = st.Version, st.State
-		out.EventTypes = append(out.EventTypes, st.EventTypes...)
-		if st.Version >= 0 {
-			at := st.UpdatedAt
-			out.UpdatedAt = &at
-		}
-		for _, red := range st.Redacted {
-			out.Redacted = append(out.Redacted, wire.FieldRedaction{Path: red.Path, Reason: red.Reason, Version: red.Version})
-		}
+		setState(&out, fold.State())
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -186,6 +168,26 @@ func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
 		out.State = []byte("{}")
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// setState puts a generic fold's state into the answer.
+func setState(out *wire.StreamState, st projection.State) {
+	out.Version, out.State = st.Version, st.State
+	out.EventTypes = append(out.EventTypes, st.EventTypes...)
+	if st.Version >= 0 {
+		at := st.UpdatedAt
+		out.UpdatedAt = &at
+	}
+	out.Redacted = append(out.Redacted, fieldRedactions(st.Redacted)...)
+}
+
+// fieldRedactions converts a derived view's redactions.
+func fieldRedactions(rs []projection.Redaction) []wire.FieldRedaction {
+	out := make([]wire.FieldRedaction, len(rs))
+	for i, r := range rs {
+		out[i] = wire.FieldRedaction{Path: r.Path, Reason: r.Reason, Version: r.Version}
+	}
+	return out
 }
 
 func (s *Server) streamHistory(w http.ResponseWriter, r *http.Request) {
@@ -223,8 +225,6 @@ func (s *Server) streamHistory(w http.ResponseWriter, r *http.Request) {
 		}
 		out.Fields[path] = vs
 	}
-	for _, red := range h.Redacted {
-		out.Redacted = append(out.Redacted, wire.FieldRedaction{Path: red.Path, Reason: red.Reason, Version: red.Version})
-	}
+	out.Redacted = append(out.Redacted, fieldRedactions(h.Redacted)...)
 	writeJSON(w, http.StatusOK, out)
 }

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -71,7 +69,7 @@ func (e *env) instanceWith(cfg vault.Config) *instance {
 	return &instance{Store: forgettable.New(events, keys, ledger, ledger, forgettable.Options{}), pool: pool, keys: keys, events: events}
 }
 
-const casey = "casey.davis@example.com"
+const casey = eventstoretest.SeedSubject
 
 // seedLead appends the seed's lead stream, the name and phone fields
 // declared as casey's personal data.
@@ -80,13 +78,7 @@ func seedLead(t *testing.T, s *instance, stream string) {
 	var events []forgettable.Event
 	for _, e := range eventstoretest.SeedLeadEvents() {
 		fe := forgettable.Event{EventData: e}
-		var paths []string
-		for _, f := range []string{"first-name", "last-name", "phone-number"} {
-			if bytes.Contains(e.Data, []byte(`"`+f+`"`)) {
-				paths = append(paths, "/"+f)
-			}
-		}
-		if len(paths) > 0 {
+		if paths := eventstoretest.SeedPersonalPaths(e.Data); len(paths) > 0 {
 			fe.PersonalData = []forgettable.PersonalData{{Subject: casey, Paths: paths}}
 		}
 		events = append(events, fe)
@@ -114,25 +106,7 @@ func decode(t *testing.T, b []byte) map[string]any {
 	return m
 }
 
-var seedSecrets = []string{"Casey", "David", "Davis", "555-2951", "555-8101", casey}
-
-// pgDump returns a plain-text dump of the whole database.
-func pgDump(t *testing.T, dbURL string) []byte {
-	t.Helper()
-	bin, err := exec.LookPath("pg_dump")
-	if err != nil {
-		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_dump")
-		if len(dirs) == 0 {
-			t.Fatal("no pg_dump")
-		}
-		bin = dirs[len(dirs)-1]
-	}
-	out, err := exec.Command(bin, "--no-owner", dbURL).Output()
-	if err != nil {
-		t.Fatalf("pg_dump: %v", err)
-	}
-	return out
-}
+var seedSecrets = eventstoretest.SeedSecrets
 
 // The issue's acceptance: the seed's stream with casey's data sealed; no
 // plaintext at rest; reads decrypt; after the erase, everything personal is
@@ -152,7 +126,7 @@ func TestSeedLeadThroughErasure(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dump := pgDump(t, e.dbURL)
+	dump := testenv.PGDump(t, e.dbURL)
 	for _, s := range append(seedSecrets, "Robin", "555-0000", "robin@example.com") {
 		if bytes.Contains(dump, []byte(s)) {
 			t.Errorf("pg_dump contains %q", s)
@@ -241,7 +215,7 @@ func TestSeedLeadThroughErasure(t *testing.T) {
 	if len(recs) != 1 || recs[0].Type != "subject-erased" || bytes.Contains(recs[0].Data, []byte("casey")) {
 		t.Errorf("erasure records = %+v", recs)
 	}
-	if dump := pgDump(t, e.dbURL); bytes.Contains(dump, []byte("casey")) || bytes.Contains(dump, []byte("Casey")) {
+	if dump := testenv.PGDump(t, e.dbURL); bytes.Contains(dump, []byte("casey")) || bytes.Contains(dump, []byte("Casey")) {
 		t.Errorf("pg_dump after erasure contains casey's data")
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,25 +25,6 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // process's own LETHE_* variables.
 func env(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader in different
-// goroutines (serve logs while the test polls).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // latestSchemaVersion is the number of migration files in the binary.
@@ -289,7 +269,7 @@ func TestRunServe(t *testing.T) {
 	defer cancel()
 
 	var stdout io.Writer = io.Discard
-	stderr := new(syncBuffer)
+	stderr := new(testenv.SyncBuffer)
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--migrate", "--listen", "127.0.0.1:0"},

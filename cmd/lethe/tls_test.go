@@ -166,7 +166,7 @@ var servingLine = regexp.MustCompile(`msg="lethe serving" addr=(\S+)`)
 type served struct {
 	base     string // such as https://127.0.0.1:40123
 	startErr error  // set if serve returned before serving
-	stderr   *syncBuffer
+	stderr   *testenv.SyncBuffer
 	cancel   context.CancelFunc
 	done     chan error
 }
@@ -177,7 +177,7 @@ type served struct {
 func startServe(t *testing.T, vars map[string]string) *served {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &served{stderr: new(syncBuffer), cancel: cancel, done: make(chan error, 1)}
+	s := &served{stderr: new(testenv.SyncBuffer), cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- run(ctx, []string{"serve"}, env(vars), nil, io.Discard, s.stderr) }()
 	t.Cleanup(func() {
 		cancel()

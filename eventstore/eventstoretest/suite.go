@@ -752,3 +752,25 @@ func testSubscribeToStream(t *testing.T, s Store) {
 		t.Errorf("resumed = v%d %s, want v2 %s", e.Version, e.ID, more[1].ID)
 	}
 }
+
+// SeedSubject is the data subject of the seed's lead: their first name,
+// last name and phone number are personal data.
+const SeedSubject = "casey.davis@example.com"
+
+// SeedSecrets are the seed's personal values: none may be found at rest
+// (a pg_dump), in a log line or in an error once sealed.
+var SeedSecrets = []string{"Casey", "David", "Davis", "555-2951", "555-8101", SeedSubject}
+
+// SeedPersonalPaths returns the JSON Pointers of the seed's personal
+// fields that an event's data holds (nil for none).
+func SeedPersonalPaths(data []byte) []string {
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(data, &m)
+	var paths []string
+	for _, f := range []string{"first-name", "last-name", "phone-number"} {
+		if _, ok := m[f]; ok {
+			paths = append(paths, "/"+f)
+		}
+	}
+	return paths
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 )
@@ -63,11 +64,8 @@ func Analytics() Projection {
 	}
 }
 
-// DayCounts are a day's event counts by type.
-type DayCounts struct {
-	Day    string           `json:"day"`
-	Counts map[string]int64 `json:"counts"`
-}
+// DayCounts are a day's event counts by type (the API's document).
+type DayCounts = wire.DayCounts
 
 // AnalyticsOf reads the analysis model of a category: counts per day, and
 // totals per event type.

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/projection"
@@ -455,20 +456,8 @@ func RequestRebuild(ctx context.Context, pool *pgxpool.Pool, name string, from i
 	return nil
 }
 
-// Status is a projection's progress.
-type Status struct {
-	Name string `json:"name"`
-	// Position: every event of $all up to it has been applied.
-	Position      int64      `json:"position"`
-	EventsApplied int64      `json:"eventsApplied"`
-	LastEventAt   *time.Time `json:"lastEventAt,omitempty"`
-	UpdatedAt     time.Time  `json:"updatedAt"`
-	// Lag counts the events of $all after Position (at most 10,000: more
-	// shows as 10,000).
-	Lag            int64  `json:"lag"`
-	RebuildPending bool   `json:"rebuildPending"`
-	LastError      string `json:"lastError,omitempty"`
-}
+// Status is a projection's progress (the API's document).
+type Status = wire.ProjectionStatus
 
 // MaxLag caps the lag count of Status.
 const MaxLag = 10_000

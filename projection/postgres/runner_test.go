@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -25,7 +23,7 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-const casey = "casey.davis@example.com"
+const casey = eventstoretest.SeedSubject
 
 type env struct {
 	dbURL  string
@@ -85,13 +83,7 @@ func seedLead(t *testing.T, s *forgettable.Store, stream string) {
 	var events []forgettable.Event
 	for _, e := range eventstoretest.SeedLeadEvents() {
 		fe := forgettable.Event{EventData: e}
-		var paths []string
-		for _, f := range []string{"first-name", "last-name", "phone-number"} {
-			if bytes.Contains(e.Data, []byte(`"`+f+`"`)) {
-				paths = append(paths, "/"+f)
-			}
-		}
-		if len(paths) > 0 {
+		if paths := eventstoretest.SeedPersonalPaths(e.Data); len(paths) > 0 {
 			fe.PersonalData = []forgettable.PersonalData{{Subject: casey, Paths: paths}}
 		}
 		events = append(events, fe)
@@ -127,23 +119,6 @@ func subjectsPerStream() postgres.Projection {
 			return err
 		},
 	}
-}
-
-func pgDump(t *testing.T, dbURL string) []byte {
-	t.Helper()
-	bin, err := exec.LookPath("pg_dump")
-	if err != nil {
-		dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_dump")
-		if len(dirs) == 0 {
-			t.Fatal("no pg_dump")
-		}
-		bin = dirs[len(dirs)-1]
-	}
-	out, err := exec.Command(bin, "--no-owner", dbURL).Output()
-	if err != nil {
-		t.Fatalf("pg_dump: %v", err)
-	}
-	return out
 }
 
 // The built-ins on the seed's lead: found by past and present values, the
@@ -208,8 +183,8 @@ func TestBuiltinsAndErasure(t *testing.T) {
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM read_subjects`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("subjects per stream after the erasure: %d rows, %v", n, err)
 	}
-	dump := pgDump(t, e.dbURL)
-	for _, s := range []string{"Casey", "David", "Davis", "555-2951", "555-8101", casey} {
+	dump := testenv.PGDump(t, e.dbURL)
+	for _, s := range eventstoretest.SeedSecrets {
 		if bytes.Contains(dump, []byte(s)) {
 			t.Errorf("pg_dump contains %q", s)
 		}

@@ -40,11 +40,7 @@ func (s *Service) Analytics(ctx context.Context, category string) (wire.Analytic
 	if err != nil {
 		return wire.Analytics{}, err
 	}
-	out := wire.Analytics{Category: category, Days: make([]wire.DayCounts, len(days)), Totals: totals}
-	for i, d := range days {
-		out.Days[i] = wire.DayCounts{Day: d.Day, Counts: d.Counts}
-	}
-	return out, nil
+	return wire.Analytics{Category: category, Days: days, Totals: totals}, nil
 }
 
 // Statuses returns the progress of the registered projections.
@@ -59,8 +55,7 @@ func (s *Service) Statuses(ctx context.Context) ([]wire.ProjectionStatus, error)
 		if !slices.Contains(names, st.Name) {
 			continue
 		}
-		out = append(out, wire.ProjectionStatus{Name: st.Name, Position: st.Position, EventsApplied: st.EventsApplied,
-			LastEventAt: st.LastEventAt, UpdatedAt: st.UpdatedAt, Lag: st.Lag, RebuildPending: st.RebuildPending, LastError: st.LastError})
+		out = append(out, st)
 	}
 	return out, nil
 }
