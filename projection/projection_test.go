@@ -1,44 +1,18 @@
-package projection
+package projection_test
 
 import (
 	"encoding/json"
 	"reflect"
 	"testing"
-	"time"
 
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/eventstoretest"
 	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/projection"
 )
 
-// seed returns the seed's lead stream as read; forgotten, its personal
-// fields null and redacted as after casey's erasure.
-func seed(forgotten bool) []forgettable.RecordedEvent {
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var out []forgettable.RecordedEvent
-	for i, e := range eventstoretest.SeedLead {
-		data := e.Data
-		var red []forgettable.Redaction
-		if forgotten && (i == 0 || i == 3) {
-			var m map[string]any
-			_ = json.Unmarshal([]byte(data), &m)
-			for _, f := range []string{"first-name", "last-name", "phone-number"} {
-				m[f] = nil
-				red = append(red, forgettable.Redaction{Path: "/" + f, Reason: forgettable.ReasonForgotten})
-			}
-			b, _ := json.Marshal(m)
-			data = string(b)
-		}
-		out = append(out, forgettable.RecordedEvent{RecordedEvent: eventstore.RecordedEvent{
-			StreamID: "lead-12", Version: int64(i), Position: int64(100 + i), ID: eventstore.NewEventID(), Type: e.Type,
-			Data: json.RawMessage(data), RecordedAt: t0.Add(time.Duration(i) * time.Hour)}, Redacted: red})
-	}
-	return out
-}
-
-func stateAt(t *testing.T, events []forgettable.RecordedEvent, version int) (State, map[string]any) {
+func stateAt(t *testing.T, events []forgettable.RecordedEvent, version int) (projection.State, map[string]any) {
 	t.Helper()
-	f := NewFold("lead-12")
+	f := projection.NewFold("lead-12")
 	for _, e := range events[:version+1] {
 		if err := f.Apply(e); err != nil {
 			t.Fatal(err)
@@ -54,7 +28,7 @@ func stateAt(t *testing.T, events []forgettable.RecordedEvent, version int) (Sta
 
 // The seed's lead at version 2 and 6, as mission.md tells it.
 func TestGenericFoldSeedLead(t *testing.T) {
-	events := seed(false)
+	events := seedLead(false)
 	s, m := stateAt(t, events, 2)
 	if m["first-name"] != "Casey" || m["last-name"] != "David" || m["phone-number"] != "555-2951" || m["followup-on"] != "2020-05-27T12:00:00.00Z" || s.Version != 2 {
 		t.Errorf("version 2: %v", m)
@@ -74,16 +48,16 @@ func TestGenericFoldSeedLead(t *testing.T) {
 // After the erasure the state keeps its shape: personal fields null,
 // listed with the version their (forgotten) value came from.
 func TestGenericFoldForgotten(t *testing.T) {
-	s, m := stateAt(t, seed(true), 6)
+	s, m := stateAt(t, seedLead(true), 6)
 	if v, ok := m["first-name"]; !ok || v != nil || m["status"] != "converted" {
 		t.Errorf("state %v", m)
 	}
-	want := []Redaction{{"/first-name", "forgotten", 3}, {"/last-name", "forgotten", 3}, {"/phone-number", "forgotten", 3}}
+	want := []projection.Redaction{{"/first-name", "forgotten", 3}, {"/last-name", "forgotten", 3}, {"/phone-number", "forgotten", 3}}
 	if !reflect.DeepEqual(s.Redacted, want) {
 		t.Errorf("redacted %v, want %v", s.Redacted, want)
 	}
 	// A later plain write of a field replaces the redacted value.
-	events := seed(true)
+	events := seedLead(true)
 	events = append(events, forgettable.RecordedEvent{RecordedEvent: eventstore.RecordedEvent{Version: 7, Type: "renamed", ID: eventstore.NewEventID(),
 		Data: json.RawMessage(`{"last-name":"Smith"}`)}})
 	s, m = stateAt(t, events, 7)
@@ -93,7 +67,7 @@ func TestGenericFoldForgotten(t *testing.T) {
 }
 
 func TestHistorySeedLead(t *testing.T) {
-	h, err := HistoryOf("lead-12", seed(false))
+	h, err := projection.HistoryOf("lead-12", seedLead(false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +91,7 @@ func TestHistorySeedLead(t *testing.T) {
 		t.Errorf("Davis appeared at %d; history at %d; redacted %v", a.Version, h.Version, h.Redacted)
 	}
 
-	f, err := HistoryOf("lead-12", seed(true))
+	f, err := projection.HistoryOf("lead-12", seedLead(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +108,9 @@ func TestHistorySeedLead(t *testing.T) {
 // A fold continued from its snapshot ends where the uninterrupted fold
 // does, field sources included.
 func TestSnapshotRoundTrip(t *testing.T) {
-	events := seed(false)
-	whole := NewFold("lead-12")
-	half := NewFold("lead-12")
+	events := seedLead(false)
+	whole := projection.NewFold("lead-12")
+	half := projection.NewFold("lead-12")
 	for i, e := range events {
 		if err := whole.Apply(e); err != nil {
 			t.Fatal(err)
@@ -149,11 +123,11 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var snap Snapshot
+	var snap projection.Snapshot
 	if err := json.Unmarshal(raw, &snap); err != nil {
 		t.Fatal(err)
 	}
-	cont, err := FoldFrom(snap)
+	cont, err := projection.FoldFrom(snap)
 	if err != nil {
 		t.Fatal(err)
 	}

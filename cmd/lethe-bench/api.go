@@ -38,15 +38,12 @@ func benchSubject(w int) string { return fmt.Sprintf("subject-%d@example.com", w
 // cache) with expected version "any", each stream written by one request
 // at a time.
 func benchAPI(ctx context.Context, b *bench) ([]figure, error) {
-	keys, stopVault, err := withVault(ctx, b)
+	sh, err := newShredding(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	defer stopVault()
-	events := postgres.New(b.pool, postgres.Options{})
-	defer events.Close()
-	ledger := postgres.NewLedger(b.pool)
-	store := forgettable.New(events, keys, ledger, ledger, forgettable.Options{})
+	defer sh.stop()
+	events, store := sh.events, sh.store
 	for w := range apiConns { // create and cache every subject's key
 		if _, err := store.Append(ctx, fmt.Sprintf("warm-%d", w), eventstore.Any, personalEvent(0, benchSubject(w))); err != nil {
 			return nil, err

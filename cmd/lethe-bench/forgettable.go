@@ -50,6 +50,26 @@ func withVault(ctx context.Context, b *bench) (*vault.Store, func(), error) {
 	return keys, stop, nil
 }
 
+// shredding is a suite's crypto-shredding stack: a private Vault, the
+// event store and ledger on the bench database, the forgettable store.
+type shredding struct {
+	keys   *vault.Store
+	events *postgres.Store
+	store  *forgettable.Store
+	stop   func()
+}
+
+func newShredding(ctx context.Context, b *bench) (*shredding, error) {
+	keys, stopVault, err := withVault(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	events := postgres.New(b.pool, postgres.Options{})
+	ledger := postgres.NewLedger(b.pool)
+	return &shredding{keys: keys, events: events, store: forgettable.New(events, keys, ledger, ledger, forgettable.Options{}),
+		stop: func() { events.Close(); stopVault() }}, nil
+}
+
 // personalEvent is the seed's contact-details-updated event with its three
 // personal fields declared for subject.
 func personalEvent(i int, subject string) forgettable.Event {
@@ -59,15 +79,12 @@ func personalEvent(i int, subject string) forgettable.Event {
 }
 
 func benchForgettable(ctx context.Context, b *bench) ([]figure, error) {
-	keys, stop, err := withVault(ctx, b)
+	sh, err := newShredding(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
-	events := postgres.New(b.pool, postgres.Options{})
-	defer events.Close()
-	ledger := postgres.NewLedger(b.pool)
-	store := forgettable.New(events, keys, ledger, ledger, forgettable.Options{})
+	defer sh.stop()
+	events, store := sh.events, sh.store
 	var figs []figure
 
 	// Encrypted append (3 personal fields per event, warm key cache)

@@ -40,15 +40,12 @@ func sizeLabel(n int) string {
 }
 
 func benchProjection(ctx context.Context, b *bench) ([]figure, error) {
-	keys, stop, err := withVault(ctx, b)
+	sh, err := newShredding(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
-	events := postgres.New(b.pool, postgres.Options{})
-	defer events.Close()
-	ledger := postgres.NewLedger(b.pool)
-	store := forgettable.New(events, keys, ledger, ledger, forgettable.Options{})
+	defer sh.stop()
+	events, store := sh.events, sh.store
 
 	// The rebuild runs first, so that $all holds exactly its events.
 	rebuildEvents := 100_000
