@@ -39,13 +39,13 @@ test: deps vault bin/lethe-dev lint
 	@scripts/fuzz.sh
 
 ## bench: benchmarks against a raw pgx baseline; figures also go to bench-results.json
-bench: deps
+bench: deps vault
 	@echo "==> building the benchmark"
 	@$(GO) build -o bin/lethe-bench ./cmd/lethe-bench
 	@bin/lethe-bench
 
 ## bench-quick: the benchmarks as a short smoke run (the figures mean little)
-bench-quick: deps
+bench-quick: deps vault
 	@$(GO) run ./cmd/lethe-bench -quick -out /dev/null
 
 ## lint: gofmt, go vet, and the import rules (domain packages never import adapters)

@@ -174,7 +174,11 @@ func printFigure(w io.Writer, f figure) {
 		line = fmt.Sprintf("  %-34s %12.2f %-9s", f.Name, f.Value, f.Unit)
 	}
 	if f.BaselineName != "" {
-		line += fmt.Sprintf("  vs %-26s %12.0f  ratio %.2f", f.BaselineName, f.Baseline, f.Ratio)
+		format := "  vs %-26s %12.0f  ratio %.2f"
+		if f.Baseline < 100 {
+			format = "  vs %-26s %12.2f  ratio %.2f"
+		}
+		line += fmt.Sprintf(format, f.BaselineName, f.Baseline, f.Ratio)
 		if f.Target > 0 {
 			verdict := "meets"
 			if f.Ratio < f.Target {
