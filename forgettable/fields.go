@@ -257,6 +257,9 @@ type fieldOpener struct {
 	out      []byte
 	last     int // end of the data copied to out
 	redacted []Redaction
+	// deferred: a field's key was not at hand (errDeferred). The scan goes
+	// on, so that the key source learns every key the event needs.
+	deferred error
 }
 
 func newFieldOpener(aeads aeadSource) *fieldOpener {
@@ -272,10 +275,13 @@ func (o *fieldOpener) open(data []byte, streamID string, eventID [16]byte, dst [
 	if !bytes.Contains(data, []byte(EnvelopePrefix)) {
 		return data, nil, nil
 	}
-	o.data, o.streamID, o.eventID, o.out, o.last, o.redacted = data, streamID, eventID, dst, 0, nil
-	defer func() { o.data, o.out, o.redacted = nil, nil, nil }()
+	o.data, o.streamID, o.eventID, o.out, o.last, o.redacted, o.deferred = data, streamID, eventID, dst, 0, nil, nil
+	defer func() { o.data, o.out, o.redacted, o.deferred = nil, nil, nil, nil }()
 	if err := o.sc.run(data); err != nil {
 		return nil, nil, err
+	}
+	if o.deferred != nil {
+		return nil, nil, o.deferred
 	}
 	out := append(o.out, data[o.last:]...)
 	redacted := o.redacted
@@ -293,8 +299,15 @@ func (o *fieldOpener) field(start, end int, path []byte) error {
 		return fmt.Errorf("field %s: %w", path, err)
 	}
 	aead, reason, err := o.aeads(env.keyID())
+	if errors.Is(err, errDeferred) {
+		o.deferred = err
+		return nil
+	}
 	if err != nil {
 		return err
+	}
+	if o.deferred != nil {
+		return nil // the event is opened again once its keys are fetched
 	}
 	o.out = append(o.out, o.data[o.last:start]...)
 	o.last = end

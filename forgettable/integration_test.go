@@ -210,10 +210,12 @@ func TestSeedLeadThroughErasure(t *testing.T) {
 	if _, err := b.Append(ctx, "lead-12", eventstore.Any, forgettable.Event{EventData: eventstoretest.Event("contacted")}); err != nil {
 		t.Errorf("append without personal data after erasure: %v", err)
 	}
-	// The erasure record, without personal data, is in the system stream.
+	// The erasure's records, without personal data, are in the system
+	// stream: its start (the fence), then its completion.
 	recs := read(t, a, forgettable.ErasedStreamID, forgettable.Restricted)
-	if len(recs) != 1 || recs[0].Type != "subject-erased" || bytes.Contains(recs[0].Data, []byte("casey")) {
-		t.Errorf("erasure records = %+v", recs)
+	if len(recs) != 2 || recs[0].Type != forgettable.SubjectFencedType || recs[1].Type != "subject-erased" ||
+		bytes.Contains(recs[0].Data, []byte("casey")) || bytes.Contains(recs[1].Data, []byte("casey")) {
+		t.Errorf("erasure records: %d, %s then %s", len(recs), recs[0].Type, recs[len(recs)-1].Type)
 	}
 	if dump := testenv.PGDump(t, e.dbURL); bytes.Contains(dump, []byte("casey")) || bytes.Contains(dump, []byte("Casey")) {
 		t.Errorf("pg_dump after erasure contains casey's data")

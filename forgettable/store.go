@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"sort"
@@ -440,7 +441,7 @@ func (s *Store) sameAsStored(ctx context.Context, streamID string, expected even
 			!slices.Equal(e.SubjectRefs, sealed[i].SubjectRefs) || !sameJSON(e.Metadata, sealed[i].Metadata) {
 			return eventstore.AppendResult{}, false
 		}
-		if !samePaths(e.Data, sealed[i].Data) {
+		if !sameSealing(e.Data, sealed[i].Data) {
 			return eventstore.AppendResult{}, false
 		}
 	}
@@ -483,26 +484,31 @@ func sameJSON(a, b []byte) bool {
 	return oka && okb && string(na) == string(nb)
 }
 
-// samePaths reports whether two stored forms seal the same fields.
-func samePaths(a, b []byte) bool {
-	pa, err1 := scanSealed(a)
-	pb, err2 := scanSealed(b)
-	if err1 != nil || err2 != nil || len(pa) != len(pb) {
-		return false
-	}
-	seen := map[string]int{}
-	for _, p := range pa {
-		seen[p.path]++
-	}
-	for _, p := range pb {
-		seen[p.path]--
-	}
-	for _, n := range seen {
-		if n != 0 {
-			return false
+// sameSealing reports whether two stored forms seal the same fields for
+// the same subjects (each path with its subject reference; the key
+// versions may differ).
+func sameSealing(a, b []byte) bool {
+	sealing := func(data []byte) (map[string][keystore.RefSize]byte, bool) {
+		spans, err := scanSealed(data)
+		if err != nil {
+			return nil, false
 		}
+		out := make(map[string][keystore.RefSize]byte, len(spans))
+		for _, sp := range spans {
+			k, err := envelopeKey(data[sp.start+1 : sp.end-1])
+			if err != nil {
+				return nil, false
+			}
+			if _, dup := out[sp.path]; dup {
+				return nil, false
+			}
+			out[sp.path] = k.ref
+		}
+		return out, true
 	}
-	return true
+	sa, oka := sealing(a)
+	sb, okb := sealing(b)
+	return oka && okb && maps.Equal(sa, sb)
 }
 
 // knownSuccessor follows the re-admissions learnt so far.
@@ -1119,6 +1125,12 @@ func (s *Store) ForgetRef(ctx context.Context, ref keystore.Ref, req ErasureRequ
 	if err != nil {
 		return Erasure{}, fmt.Errorf("forget: %w", err)
 	}
+	// Tell the read models now, before the key store is asked: if Vault is
+	// down, the erasure stays pending, but nothing derived from the
+	// subject may outlive the fence.
+	if err := s.appendFenceRecord(ctx, e); err != nil {
+		return Erasure{}, fmt.Errorf("forget: %w", err)
+	}
 	s.keys.Invalidate(ref)
 	report, err := s.keys.Destroy(ctx, ref)
 	if err != nil {
@@ -1166,6 +1178,33 @@ func (s *Store) appendErasureRecord(ctx context.Context, e Erasure, c ErasureCom
 	_, err = s.events.AppendToStream(ctx, ErasedStreamID, eventstore.Any, eventstore.EventData{ID: e.ID, Type: "subject-erased", Data: data})
 	if errors.Is(err, eventstore.ErrDuplicateEventID) {
 		return nil // recorded by an earlier, interrupted call (its completion time differed)
+	}
+	return err
+}
+
+// SubjectFencedType is the type of the record, in ErasedStreamID, of an
+// erasure's start: the subject is fenced, its key not destroyed yet.
+// Read models drop what they derived from the subject on it as on
+// "subject-erased".
+const SubjectFencedType = "subject-fenced"
+
+// appendFenceRecord appends the record, without personal data, that an
+// erasure started. Its event id is derived from the erasure id, so a
+// repeated call appends nothing twice.
+func (s *Store) appendFenceRecord(ctx context.Context, e Erasure) error {
+	data, err := json.Marshal(map[string]any{
+		"erasureId":   eventstore.EventID(e.ID).String(),
+		"subjectRef":  e.Ref,
+		"requestedAt": e.RequestedAt,
+	})
+	if err != nil {
+		return err
+	}
+	id := e.ID
+	id[0] ^= 0xff // not the erasure id: that one names the "subject-erased" record
+	_, err = s.events.AppendToStream(ctx, ErasedStreamID, eventstore.Any, eventstore.EventData{ID: id, Type: SubjectFencedType, Data: data})
+	if errors.Is(err, eventstore.ErrDuplicateEventID) {
+		return nil
 	}
 	return err
 }

@@ -3,8 +3,13 @@
 -- as its read model, so that a crash never loses or doubles an effect.
 --
 -- Application role (docs/operations.md): SELECT, INSERT, UPDATE on
--- projection_checkpoints; the read models' own tables are created by the
--- projections (Setup) and need the privileges their handlers use.
+-- projection_checkpoints. The built-in read models' tables come with
+-- migration 007; a projection of your own creates its tables with a
+-- migration, or with its optional Setup, and needs the privileges its
+-- handlers use.
+--
+-- last_error holds a fixed text (when the last batch failed; see the
+-- server log), never an error text, which could quote data.
 CREATE TABLE projection_checkpoints (
     name            text        COLLATE "C" PRIMARY KEY,
     -- Every event of $all up to position has been applied.
@@ -16,7 +21,8 @@ CREATE TABLE projection_checkpoints (
     -- The recording time of the last event applied.
     last_event_at   timestamptz,
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    -- The last batch's error (no personal data: error texts name events by id).
+    -- Whether the last batch failed: a fixed text with the time, never an
+    -- error's text (the server log has it).
     last_error      text        NOT NULL DEFAULT ''
 );
 

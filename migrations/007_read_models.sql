@@ -3,6 +3,11 @@
 --
 -- Application role (docs/operations.md): SELECT, INSERT, UPDATE, DELETE on
 -- read_analytics; SELECT, INSERT, DELETE on read_lookup.
+--
+-- read_lookup's blind indexes are keyed by the lookup key: derived from the
+-- subject-reference secret in Vault (vault.Store.DerivedKey: an HMAC, under
+-- that secret, of a label longer than any subject id) and stored nowhere.
+-- Migration 008 asks for a rebuild of the index under that key.
 
 -- The analysis model: event counts per category, day and type. No
 -- personal data.
@@ -14,8 +19,8 @@ CREATE TABLE read_analytics (
     PRIMARY KEY (category, day, event_type)
 );
 
--- The lookup index: keyed blind indexes (HMAC under a secret held in
--- Vault) of category, field and value, never values; subject_refs name the
+-- The lookup index: keyed blind indexes (HMAC under the lookup key, see
+-- above) of category, field and value, never values; subject_refs name the
 -- subjects of the event an entry came from, so that an erasure deletes it.
 CREATE TABLE read_lookup (
     blind        text   COLLATE "C" NOT NULL,

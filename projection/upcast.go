@@ -163,7 +163,7 @@ func (u *Upcasters) Upcast(e forgettable.RecordedEvent) (forgettable.RecordedEve
 	for v := from; v < current; v++ {
 		d, r, err := chain[v-1].Up(data, redacted)
 		if err != nil {
-			return forgettable.RecordedEvent{}, fmt.Errorf("upcast event %s (%s v%d to v%d): %w", e.ID, e.Type, v, v+1, err)
+			return forgettable.RecordedEvent{}, fmt.Errorf("upcast event %s (%s v%d to v%d): %w", e.ID, e.Type, v, v+1, upcasterError{err})
 		}
 		if err := checkUpcast(d, r); err != nil {
 			return forgettable.RecordedEvent{}, fmt.Errorf("upcast event %s (%s v%d to v%d): %w: %s", e.ID, e.Type, v, v+1, ErrBadUpcast, err)
@@ -403,3 +403,14 @@ func writeString(b *bytes.Buffer, s string) {
 	_ = enc.Encode(s)       // a string always encodes
 	b.Truncate(b.Len() - 1) // Encode's newline
 }
+
+// upcasterError is an upcaster's own error, kept for errors.Is and
+// errors.As but never printed: its text could quote the data it was
+// upcasting (`parsing "555-2951"`), and errors reach logs.
+type upcasterError struct{ err error }
+
+func (e upcasterError) Error() string {
+	return fmt.Sprintf("the upcaster failed (%T; its text is not shown)", e.err)
+}
+
+func (e upcasterError) Unwrap() error { return e.err }

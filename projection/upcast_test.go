@@ -589,3 +589,20 @@ func TestUpcastRedactionPointers(t *testing.T) {
 		}
 	}
 }
+
+// An upcaster's own error may quote the data (strconv's do): it stays
+// reachable with errors.Is, never printed.
+func TestUpcasterErrorTextNotShown(t *testing.T) {
+	sentinel := errors.New(`parsing "555-2951": invalid syntax`)
+	u, err := projection.NewUpcasters(projection.Upcaster{Type: "t", From: 1,
+		Up: func(json.RawMessage, []forgettable.Redaction) (json.RawMessage, []forgettable.Redaction, error) {
+			return nil, nil, fmt.Errorf("phone: %w", sentinel)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = u.Upcast(event(0, "t", `{"phone":"555-2951"}`, "", nil))
+	if !errors.Is(err, sentinel) || strings.Contains(err.Error(), "555") {
+		t.Errorf("err = %v", err)
+	}
+}

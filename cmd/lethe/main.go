@@ -1,15 +1,18 @@
 // Command lethe is Lethe's server and administration tool.
 //
-//	lethe serve      run the HTTP API
-//	lethe migrate    apply database migrations
-//	lethe subject    erase a data subject, legal holds, re-admission, key rotation
-//	lethe policy     protection policies
-//	lethe version    print the version
+//	lethe serve             run the HTTP API
+//	lethe migrate           apply database migrations (--status: only report)
+//	lethe subject ...       erase a data subject, legal holds, re-admission, key rotation
+//	lethe policy ...        protection policies
+//	lethe erasures reapply  destroy erased subjects' keys again after a Vault restore
+//	lethe token ...         API tokens: create, list, revoke
+//	lethe projection ...    persisted projections: status, rebuild
+//	lethe version           print the version
 //
 // Configuration comes from environment variables (LETHE_DATABASE_URL,
-// LETHE_LISTEN_ADDR, ...), which flags override; `lethe help` lists them.
-// This is the only package that reads the environment and wires adapters
-// together.
+// LETHE_LISTEN_ADDR, ...), which flags override; `lethe COMMAND -h` lists a
+// command's flags with their variables. This is the only package that
+// reads the environment and wires adapters together.
 package main
 
 import (

@@ -7,7 +7,7 @@
 // apply each batch).
 //
 // Erasure reaches every read model: the runner hands each erasure record
-// ($lethe-erasures, "subject-erased") to the projection's Forget, in
+// ($lethe-erasures, "subject-fenced" and "subject-erased") to the projection's Forget, in
 // order, in the transaction of its batch; events read after an erasure
 // show the subject's fields as forgotten.
 package postgres
@@ -357,7 +357,7 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 	}
 	for _, e := range page.Events {
 		switch {
-		case e.StreamID == forgettable.ErasedStreamID && e.Type == "subject-erased":
+		case e.StreamID == forgettable.ErasedStreamID && (e.Type == "subject-erased" || e.Type == forgettable.SubjectFencedType):
 			ref, err := erasedRef(e)
 			if err != nil {
 				return 0, false, fmt.Errorf("projection %s: erasure record %s: %w", p.Name, e.ID, err)

@@ -1,0 +1,71 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/lethe-store/lethe/eventstore"
+	espg "github.com/lethe-store/lethe/eventstore/postgres"
+	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/devenv"
+	"github.com/lethe-store/lethe/internal/testenv"
+	"github.com/lethe-store/lethe/keystore"
+	"github.com/lethe-store/lethe/keystore/vault"
+	"github.com/lethe-store/lethe/projection/postgres"
+)
+
+// Forget fences the subject in the ledger (reads show "forgotten" at
+// once) but appends the erasure record, the only signal the runner hands to
+// Forget, after Vault destroyed the key. With Vault down the erasure stops
+// in between and nothing retries it: the lookup index keeps finding the
+// stream by the erased subject's values.
+func TestFencedErasureReachesLookup(t *testing.T) {
+	ctx := testenv.Context(t)
+	root, err := devenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := devenv.VaultBinary(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := devenv.StartVault(ctx, devenv.VaultOptions{Bin: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Stop(context.Background())
+	keys, err := vault.New(ctx, vault.Config{Client: testenv.VaultClient(t, v.Addr(), v.RootToken())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{dbURL: testenv.MigratedDatabase(t), keys: keys}
+	e.pool = testenv.Pool(t, e.dbURL)
+	e.events = espg.New(e.pool, espg.Options{})
+	t.Cleanup(e.events.Close)
+	ledger := espg.NewLedger(e.pool)
+	e.store = forgettable.New(e.events, keys, ledger, ledger, forgettable.Options{})
+	seedLead(t, e.store, "lead-12")
+	r := e.runner(t, 100, postgres.Lookup(keys))
+	catchUp(t, r, postgres.LookupName)
+	if got, err := postgres.LookupStreams(ctx, e.pool, keys, "lead", "/phone-number", "555-2951"); err != nil || len(got) != 1 {
+		t.Fatalf("lookup before the erasure = %v, %v", got, err)
+	}
+
+	if err := v.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.Forget(ctx, casey, forgettable.ErasureRequest{Actor: "test"}); !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("forget, Vault down: %v", err)
+	}
+	// The subject is erased as far as reads go...
+	evs, err := e.store.ReadStream(ctx, "lead-12", eventstore.ReadStreamOptions{}, forgettable.Personal)
+	if err != nil || len(evs[0].Redacted) == 0 {
+		t.Fatalf("read after the fenced erasure: %v, %v", evs, err)
+	}
+	// ...but not for the read models.
+	catchUp(t, r, postgres.LookupName)
+	if got, err := postgres.LookupStreams(ctx, e.pool, keys, "lead", "/phone-number", "555-2951"); err != nil || len(got) != 0 {
+		t.Errorf("lookup by the erased subject's phone = %v, %v; want nothing", got, err)
+	}
+}
