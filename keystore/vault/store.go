@@ -250,6 +250,16 @@ func (s *Store) callOnce(ctx context.Context, op, path string, fn func(ctx conte
 // read as "no key" (vault/api turns a 404 into no secret), and a KV version
 // 1 engine would accept the writes but ignore check-and-set, so two
 // processes could each create a subject's key.
+// recheckMount checks the mount again, ignoring an earlier success: Vault
+// answers a read of a mount that is gone (disabled, moved, restored
+// elsewhere) exactly as a read of a key that does not exist, and a "not
+// found" must not be taken for an absent key — nor an erasure's "verified
+// gone" — unless the mount is still there.
+func (s *Store) recheckMount(ctx context.Context) error {
+	s.mountOK.Store(false)
+	return s.checkMount(ctx)
+}
+
 func (s *Store) checkMount(ctx context.Context) error {
 	s.mountMu.Lock()
 	defer s.mountMu.Unlock()
@@ -673,6 +683,11 @@ func (s *Store) Destroy(ctx context.Context, ref keystore.Ref) (keystore.Destroy
 	}
 	s.Invalidate(ref)
 	path := s.subjectPath(ref)
+	// "Verified gone" must mean gone from the mount Lethe uses, not that
+	// the mount itself went away.
+	if err := s.recheckMount(ctx); err != nil {
+		return report, fmt.Errorf("destroy %s: %w", ref, err)
+	}
 
 	var md *vaultapi.KVMetadata
 	err := s.call(ctx, opReadKeyMetadata, path, func(ctx context.Context) error {
@@ -784,6 +799,11 @@ func (s *Store) Health(ctx context.Context) error {
 func (s *Store) readKeys(ctx context.Context, ref keystore.Ref) (*subjectKeys, error) {
 	path := s.subjectPath(ref)
 	sec, err := s.get(ctx, opReadKey, path)
+	if errors.Is(err, keystore.ErrKeyNotFound) {
+		if merr := s.recheckMount(ctx); merr != nil {
+			return nil, merr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -514,7 +514,7 @@ func TestVaultDown(t *testing.T) {
 	outage(t, s, fresh, known, unknown, "unreachable", l.client.Token(), root.Token())
 	// The Observer heard of each failed request, and of the cache hit.
 	requests := wantFailures(t, &obs, "unreachable", known, unknown)
-	for _, op := range []string{"read_key", "read_key_metadata", "health"} {
+	for _, op := range []string{"read_key", "check_mount", "health"} {
 		if !slices.ContainsFunc(requests, func(r request) bool { return r.op == op }) {
 			t.Errorf("no failed %s request observed; got %q", op, ops(requests))
 		}
