@@ -514,9 +514,12 @@ func TestVaultDown(t *testing.T) {
 	outage(t, s, fresh, known, unknown, "unreachable", l.client.Token(), root.Token())
 	// The Observer heard of each failed request, and of the cache hit.
 	requests := wantFailures(t, &obs, "unreachable", known, unknown)
-	for _, op := range []string{"read_key", "check_mount", "health"} {
-		if !slices.ContainsFunc(requests, func(r request) bool { return r.op == op }) {
-			t.Errorf("no failed %s request observed; got %q", op, ops(requests))
+	// Which request fails first for a key depends on the order the
+	// concurrent calls run in (a call re-checks the mount when another
+	// one found it unknown): a key request or the mount check.
+	for _, want := range [][]string{{"read_key", "check_mount"}, {"health"}} {
+		if !slices.ContainsFunc(requests, func(r request) bool { return slices.Contains(want, r.op) }) {
+			t.Errorf("no failed %v request observed; got %q", want, ops(requests))
 		}
 	}
 	if lookups, _ := obs.snapshot(); len(lookups) == 0 || !lookups[len(lookups)-1] || !slices.Contains(lookups, false) {
