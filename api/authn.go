@@ -68,11 +68,12 @@ func (s *Server) principal(ctx context.Context, hash [32]byte) (Principal, error
 	if s.opts.Tokens == nil {
 		return Principal{}, ErrUnauthenticated
 	}
+	gen := s.auth.generation()
 	p, err := s.opts.Tokens.Authenticate(ctx, hash)
 	if err != nil {
 		return Principal{}, err
 	}
-	s.auth.put(hash, p)
+	s.auth.put(hash, p, gen)
 	return p, nil
 }
 
@@ -101,6 +102,9 @@ type authCache struct {
 
 	mu      sync.Mutex
 	entries map[[32]byte]authEntry
+	// gen counts revocations: a lookup that started before one is not
+	// cached (it may have read the token before it was revoked).
+	gen uint64
 }
 
 type authEntry struct {
@@ -122,9 +126,20 @@ func (c *authCache) get(hash [32]byte) (Principal, bool) {
 	return e.p, true
 }
 
-func (c *authCache) put(hash [32]byte, p Principal) {
+func (c *authCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put caches a lookup that started at generation gen, unless a
+// revocation came in since.
+func (c *authCache) put(hash [32]byte, p Principal, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
 	if len(c.entries) >= c.max {
 		now := time.Now()
 		for k, e := range c.entries {
@@ -144,6 +159,7 @@ func (c *authCache) put(hash [32]byte, p Principal) {
 func (c *authCache) dropToken(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	if id == "" {
 		clear(c.entries)
 		return

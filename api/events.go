@@ -324,7 +324,7 @@ func (t *accessTally) add(a forgettable.Access, events []forgettable.RecordedEve
 // record writes the tally to the access log, if anything personal was
 // decrypted; it must succeed before the response is sent.
 func (s *Server) record(ctx context.Context, r *http.Request, t *accessTally) error {
-	if t.events == 0 {
+	if t.events == 0 && len(t.streams) == 0 {
 		return nil
 	}
 	if s.opts.AccessLog == nil {

@@ -21,8 +21,8 @@ func (piiReaderTokens) Authenticate(context.Context, [32]byte) (api.Principal, e
 // lookupReadModels finds every value in one stream.
 type lookupReadModels struct{ api.ReadModels }
 
-func (lookupReadModels) Lookup(context.Context, string, string, string) ([]string, error) {
-	return []string{"lead-12"}, nil
+func (lookupReadModels) Lookup(context.Context, string, string, string) ([]string, []string, error) {
+	return []string{"lead-12"}, []string{strings.Repeat("ab", 32)}, nil
 }
 
 // A lookup tells which streams held a value: like a read of personal data,

@@ -83,10 +83,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, eventstore.ErrInvalidStreamID):
 		s.problem(w, r, http.StatusBadRequest, "invalid-stream-id", err.Error())
 	case errors.Is(err, forgettable.ErrInvalidDeclaration):
-		s.problem(w, r, http.StatusBadRequest, "invalid-personal-data", err.Error())
+		// Fixed text: the error names paths by the data's own keys,
+		// which may be personal data.
+		s.problem(w, r, http.StatusBadRequest, "invalid-personal-data", "A personal data declaration or policy is invalid: "+
+			"each names a subject and JSON Pointers (starting with /) to fields the event's data has, no path inside another, "+
+			"at most 64 subjects per event.")
 	case errors.Is(err, keystore.ErrInvalidSubject):
 		s.problem(w, r, http.StatusBadRequest, "invalid-personal-data", "Invalid data subject id.")
-	case errors.Is(err, eventstore.ErrInvalidEvent), errors.Is(err, forgettable.ErrReservedValue):
+	case errors.Is(err, forgettable.ErrReservedValue):
+		s.problem(w, r, http.StatusBadRequest, "invalid-event", `A string value of the event's data starts with "lethe:v", which is reserved for sealed fields.`)
+	case errors.Is(err, eventstore.ErrInvalidEvent):
 		s.problem(w, r, http.StatusBadRequest, "invalid-event", err.Error())
 	case errors.Is(err, eventstore.ErrTooManyEvents):
 		s.problem(w, r, http.StatusBadRequest, "too-many-events", err.Error())

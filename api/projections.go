@@ -56,18 +56,25 @@ func parseUpTo(q url.Values) (upTo, error) {
 	return u, nil
 }
 
+// versionNotFound is a version asked for past a stream's last.
+type versionNotFound struct{ last int64 }
+
+func (e versionNotFound) Error() string {
+	return fmt.Sprintf("The stream's last version is %d.", e.last)
+}
+
 // readUpTo reads a stream in version order up to u, page by page, handing
-// each page (opened for the caller) to fn, and records the access. It
-// returns the version of the stream's last event (to tell a version past
-// the end).
-func (s *Server) readUpTo(r *http.Request, streamID string, u upTo, fn func([]forgettable.RecordedEvent) error) (last int64, err error) {
+// each page (opened for the caller) to fn, and records the access — unless
+// u asks for a version past the stream's end (versionNotFound): nothing is
+// shown then, so nothing is recorded.
+func (s *Server) readUpTo(r *http.Request, streamID string, u upTo, fn func([]forgettable.RecordedEvent) error) error {
 	a := access(r)
 	var tally accessTally
-	last = -1
+	last := int64(-1)
 	for from := int64(0); ; {
 		events, err := s.opts.Events.ReadStream(r.Context(), streamID, eventstore.ReadStreamOptions{From: from, Limit: foldPage}, a)
 		if err != nil {
-			return last, err
+			return err
 		}
 		full := len(events) == foldPage
 		if n := len(events); n > 0 {
@@ -84,13 +91,16 @@ func (s *Server) readUpTo(r *http.Request, streamID string, u upTo, fn func([]fo
 		events = events[:cut]
 		tally.add(a, events)
 		if err := fn(events); err != nil {
-			return last, err
+			return err
 		}
 		if cut < foldPage || !full {
 			break
 		}
 	}
-	return last, s.record(r.Context(), r, &tally)
+	if u.version > last {
+		return versionNotFound{last}
+	}
+	return s.record(r.Context(), r, &tally)
 }
 
 func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
@@ -104,12 +114,11 @@ func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := wire.StreamState{StreamID: streamID, Version: -1, EventTypes: []string{}, Redacted: []wire.FieldRedaction{}}
-	var last int64
 	if folder, ok := s.opts.Folders[eventstore.Category(streamID)]; ok {
 		// A registered fold: its state, and every redaction it was shown.
 		var state []byte
 		var seen []string
-		last, err = s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
+		err = s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
 			if len(events) == 0 {
 				return nil
 			}
@@ -137,16 +146,19 @@ func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
 		// longer open.)
 		var loaded projection.Loaded
 		loaded, err = s.opts.StateLoader.Load(r.Context(), streamID, projection.UpTo{Version: u.version, At: u.at}, access(r))
+		if err == nil && u.version > loaded.LastVersion {
+			err = versionNotFound{loaded.LastVersion}
+		}
 		if err == nil {
 			var tally accessTally
 			tally.add(access(r), loaded.Opened)
 			err = s.record(r.Context(), r, &tally)
 		}
-		last = loaded.LastVersion
+
 		setState(&out, loaded.State)
 	} else {
 		fold := projection.NewFold(streamID)
-		last, err = s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
+		err = s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
 			for _, e := range events {
 				if err := fold.Apply(e); err != nil {
 					return err
@@ -156,12 +168,13 @@ func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
 		})
 		setState(&out, fold.State())
 	}
-	if err != nil {
-		s.fail(w, r, err)
+	var past versionNotFound
+	if errors.As(err, &past) {
+		s.problem(w, r, http.StatusNotFound, "version-not-found", past.Error())
 		return
 	}
-	if u.version > last {
-		s.problem(w, r, http.StatusNotFound, "version-not-found", fmt.Sprintf("The stream's last version is %d.", last))
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if len(out.State) == 0 {
@@ -201,7 +214,7 @@ func (s *Server) streamHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := projection.NewHistory(streamID)
-	last, err := s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
+	err = s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
 		for _, e := range events {
 			if err := h.Apply(e); err != nil {
 				return err
@@ -209,12 +222,13 @@ func (s *Server) streamHistory(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	if err != nil {
-		s.fail(w, r, err)
+	var past versionNotFound
+	if errors.As(err, &past) {
+		s.problem(w, r, http.StatusNotFound, "version-not-found", past.Error())
 		return
 	}
-	if u.version > last {
-		s.problem(w, r, http.StatusNotFound, "version-not-found", fmt.Sprintf("The stream's last version is %d.", last))
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	out := wire.StreamHistory{StreamID: streamID, Version: h.Version, Fields: map[string][]wire.FieldValue{}, Redacted: []wire.FieldRedaction{}}

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/lethe-store/lethe/api/wire"
@@ -13,7 +12,9 @@ import (
 // implements it. Errors wrap projection.ErrUnknownProjection for a
 // projection this server does not run.
 type ReadModels interface {
-	Lookup(ctx context.Context, category, field, value string) ([]string, error)
+	// Lookup returns the streams that held value, and the references of
+	// the subjects whose events said so (the access log records them).
+	Lookup(ctx context.Context, category, field, value string) (streams, subjectRefs []string, err error)
 	Analytics(ctx context.Context, category string) (wire.Analytics, error)
 	Statuses(ctx context.Context) ([]wire.ProjectionStatus, error)
 	Rebuild(ctx context.Context, name string, from int64) error
@@ -42,26 +43,17 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, http.StatusBadRequest, "invalid-query", "Give category, field (a JSON Pointer such as /phone-number) and value.")
 		return
 	}
-	streams, err := s.opts.ReadModels.Lookup(r.Context(), category, field, value)
+	streams, refs, err := s.opts.ReadModels.Lookup(r.Context(), category, field, value)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	// A lookup by a value tells which streams held it: recorded like a
-	// read of personal data (no subject reference is known here), and,
-	// like it, not served if it cannot be recorded.
-	if len(streams) > 0 {
-		if s.opts.AccessLog == nil {
-			s.fail(w, r, errors.New("no access log configured: lookups are not served"))
-			return
-		}
-		p, _ := principalFrom(r.Context())
-		if err := s.opts.AccessLog.RecordAccess(r.Context(), AccessRecord{TokenID: p.TokenID, Method: r.Method, Route: routePattern(r),
-			RequestID: requestID(r), StreamIDs: streams, SubjectRefs: []string{}, Events: 0}); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		s.metrics.accessRecorded.Inc()
+	// A lookup by a value tells which streams (and whose events) held it:
+	// recorded like a read of personal data, with the subjects'
+	// references, and, like it, not served if it cannot be recorded.
+	if err := s.record(r.Context(), r, &accessTally{streams: streams, refs: refs}); err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, wire.LookupResult{Streams: streams})
 }

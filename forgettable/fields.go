@@ -62,7 +62,7 @@ func checkReserved(v any, path pointer) error {
 	switch c := v.(type) {
 	case string:
 		if len(c) >= len(reservedPrefix) && c[:len(reservedPrefix)] == reservedPrefix {
-			return fmt.Errorf("%w (at %s)", ErrReservedValue, path)
+			return ErrReservedValue // no path: the data's keys may be personal data
 		}
 	case map[string]any:
 		for k, x := range c {

@@ -526,7 +526,9 @@ func ensureDemoTokens(ctx context.Context, url string, st *localState) error {
 		if token == "" {
 			return false, nil
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/events?limit=1", nil)
+		// A route that discloses no personal data (a probe must not read
+		// anyone's) and that both demo tokens may call.
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/analytics/lead", nil)
 		if err != nil {
 			return false, err
 		}
@@ -536,7 +538,13 @@ func ensureDemoTokens(ctx context.Context, url string, st *localState) error {
 			return false, err
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			return false, nil // unknown or revoked: make a new one
+		case http.StatusOK:
+			return true, nil
+		}
+		return false, fmt.Errorf("checking a demo token: GET /v1/analytics/lead answered %s", resp.Status)
 	}
 	create := func(name string, roles ...string) (string, error) {
 		body, _ := json.Marshal(map[string]any{"name": name, "roles": roles})

@@ -21,7 +21,7 @@ func TestVanishedMountIsNotKeyNotFound(t *testing.T) {
 	t.Parallel()
 	ctx := testenv.Context(t)
 	root := testenv.VaultRoot(t)
-	mount := testenv.Name("kvreview2")
+	mount := testenv.Name("kvgone")
 	if err := root.Sys().MountWithContext(ctx, mount, &vaultapi.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -182,22 +182,45 @@ func Lookup(b Blinder) Projection {
 // LookupStreams returns the streams of a category that had value in field
 // (a JSON Pointer) at any version, sorted.
 func LookupStreams(ctx context.Context, pool *pgxpool.Pool, b Blinder, category, field, value string) ([]string, error) {
+	streams, _, err := LookupWithSubjects(ctx, pool, b, category, field, value)
+	return streams, err
+}
+
+// LookupWithSubjects is LookupStreams with the references of the subjects whose
+// events the matching entries came from: what a lookup discloses, for the
+// access log.
+func LookupWithSubjects(ctx context.Context, pool *pgxpool.Pool, b Blinder, category, field, value string) (streams, subjectRefs []string, err error) {
 	blind, err := BlindIndex(ctx, b, category, field, value)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	rows, err := pool.Query(ctx, `SELECT DISTINCT stream_id FROM read_lookup WHERE blind = $1 ORDER BY stream_id`, blind)
+	rows, err := pool.Query(ctx, `SELECT stream_id, subject_refs FROM read_lookup WHERE blind = $1`, blind)
 	if err != nil {
-		return nil, fmt.Errorf("lookup: %w", err)
+		return nil, nil, fmt.Errorf("lookup: %w", err)
 	}
-	streams, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("lookup: %w", err)
+	defer rows.Close()
+	streams, subjectRefs = []string{}, []string{}
+	for rows.Next() {
+		var stream string
+		var refs []string
+		if err := rows.Scan(&stream, &refs); err != nil {
+			return nil, nil, fmt.Errorf("lookup: %w", err)
+		}
+		if !slices.Contains(streams, stream) {
+			streams = append(streams, stream)
+		}
+		for _, r := range refs {
+			if !slices.Contains(subjectRefs, r) {
+				subjectRefs = append(subjectRefs, r)
+			}
+		}
 	}
-	if streams == nil {
-		streams = []string{}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("lookup: %w", err)
 	}
-	return streams, nil
+	slices.Sort(streams)
+	slices.Sort(subjectRefs)
+	return streams, subjectRefs, nil
 }
 
 type leaf struct{ path, value string }

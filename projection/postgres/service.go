@@ -24,11 +24,11 @@ func NewService(pool *pgxpool.Pool, runner *Runner, blinder Blinder) *Service {
 }
 
 // Lookup returns the streams of a category that had value in field.
-func (s *Service) Lookup(ctx context.Context, category, field, value string) ([]string, error) {
+func (s *Service) Lookup(ctx context.Context, category, field, value string) (streams, subjectRefs []string, err error) {
 	if s.blinder == nil || !slices.Contains(s.runner.Names(), LookupName) {
-		return nil, fmt.Errorf("lookup index: %w", ErrUnknownProjection)
+		return nil, nil, fmt.Errorf("lookup index: %w", ErrUnknownProjection)
 	}
-	return LookupStreams(ctx, s.pool, s.blinder, category, field, value)
+	return LookupWithSubjects(ctx, s.pool, s.blinder, category, field, value)
 }
 
 // Analytics returns the analysis model of a category.

@@ -1,0 +1,127 @@
+package api_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/lethe-store/lethe/api"
+	"github.com/lethe-store/lethe/api/client"
+	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/testenv"
+	"github.com/lethe-store/lethe/keystore/vault"
+	"github.com/lethe-store/lethe/projection"
+)
+
+// a server whose Vault is down (cold key cache) must answer every
+// route that would decrypt with 503 key-store-unavailable — never a 200 with
+// nulls or a redaction.
+func TestVaultOutageIsNeverARedaction(t *testing.T) {
+	d := newDeployment(t)
+	a := d.server()
+	tk := d.tokens(a)
+	ctx := testenv.Context(t)
+	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "lookup through a", func() error {
+		s, err := tk.pii.Lookup(ctx, "lead", "/phone-number", "555-2951")
+		if err != nil || fmt.Sprint(s) != "[lead-12]" {
+			return fmt.Errorf("%v, %v", s, err)
+		}
+		return nil
+	})
+	wp, err := tk.admin.CreateToken(ctx, "writer-pii", wire.RoleWriter, wire.RolePIIReader)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Vault "down" for the next servers: same prefix, unreachable address.
+	good := d.vaultF
+	d.vaultF = func() vault.Config {
+		c := good()
+		dead, err := c.Client.Clone()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dead.SetAddress("http://127.0.0.1:1"); err != nil {
+			t.Fatal(err)
+		}
+		dead.SetToken(c.Client.Token())
+		dead.SetMaxRetries(0)
+		c.Client = dead
+		return c
+	}
+	ups, err := projection.NewUpcasters(projection.Upcaster{Type: "no-such-type", From: 1,
+		Up: func(data json.RawMessage, red []forgettable.Redaction) (json.RawMessage, []forgettable.Redaction, error) {
+			return data, red, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name      string
+		configure func(*api.Options)
+	}{
+		{"snapshot loader", func(*api.Options) {}},
+		{"generic fold (upcasters)", func(o *api.Options) { o.Upcasters = ups }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := d.server(tc.configure)
+			pii := client.New(b.URL, tk.secrets[wire.RolePIIReader], b.Client())
+			writerPII := client.New(b.URL, wp.Secret, b.Client())
+			want := "key-store-unavailable"
+			check := func(what string, err error) {
+				t.Helper()
+				if got := problemType(err); got != want {
+					t.Errorf("%s with Vault down: got %q (%v), want %s", what, got, err, want)
+				}
+			}
+			_, err := pii.ReadStream(ctx, "lead-12", client.ReadOptions{})
+			check("read", err)
+			_, err = pii.ReadAll(ctx, client.LogOptions{})
+			check("log", err)
+			_, err = pii.State(ctx, "lead-12", client.StateOptions{})
+			check("state", err)
+			_, err = pii.State(ctx, "lead-12", client.StateOptions{Version: ptr(int64(2))})
+			check("state at 2", err)
+			at := time.Now()
+			_, err = pii.State(ctx, "lead-12", client.StateOptions{At: &at})
+			check("state at now", err)
+			_, err = pii.History(ctx, "lead-12", client.StateOptions{})
+			check("history", err)
+			_, err = pii.Lookup(ctx, "lead", "/phone-number", "555-2951")
+			check("lookup", err)
+			_, err = writerPII.Append(ctx, "lead-12", wire.Exact(2), wire.NewEvent{ID: eventstore.NewEventID().String(), Type: "contacted", Data: json.RawMessage(`{"n":1}`)})
+			var c *client.Conflict
+			if errors.As(err, &c) {
+				t.Errorf("conflict with Vault down: got 409 with events %+v, want %s", c.Events, want)
+			} else {
+				check("conflict", err)
+			}
+			for _, sub := range []struct {
+				name string
+				open func() (*client.Subscription, error)
+			}{
+				{"subscribe stream", func() (*client.Subscription, error) { return pii.SubscribeStream(ctx, "lead-12", 0, "") }},
+				{"subscribe all", func() (*client.Subscription, error) { return pii.SubscribeAll(ctx, 0, "", nil, nil) }},
+			} {
+				s, err := sub.open()
+				if err != nil {
+					t.Errorf("%s: %v", sub.name, err)
+					continue
+				}
+				ev, err := s.Next()
+				_ = s.Close()
+				var p wire.Problem
+				if err != nil || ev.Kind != "error" || json.Unmarshal(ev.Data, &p) != nil || p.Type != api.ProblemTypeBase+want {
+					t.Errorf("%s with Vault down: first event %q %s, %v; want an error event %s", sub.name, ev.Kind, ev.Data, err, want)
+				}
+			}
+		})
+	}
+}
