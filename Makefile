@@ -55,7 +55,7 @@ lint:
 	@$(GO) vet ./...
 	@scripts/check-imports.sh
 
-## fuzz: every fuzz target for FUZZTIME (default 5s) each
+## fuzz: every fuzz target for FUZZTIME (default 100000x executions) each
 fuzz:
 	@scripts/fuzz.sh
 
