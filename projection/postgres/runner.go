@@ -27,6 +27,7 @@ import (
 
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
+	espg "github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/projection"
 )
@@ -45,7 +46,8 @@ type Projection struct {
 	Access forgettable.Access
 	// DataFree says Apply reads no event data (only stream, type,
 	// version, position and time: counts, funnels): events reach it with
-	// Data and Metadata empty, and nothing is opened.
+	// Data, Metadata and SubjectRefs empty, nothing is opened, and a
+	// rebuild reads only the envelopes of the log.
 	DataFree bool
 	// Types and Categories, if set, select the events Apply gets.
 	Types      []string
@@ -275,26 +277,11 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 			return 0, false, err
 		}
 	}
-	tx, err := r.pool.Begin(ctx)
+	tx, pos, reset, err := r.lock(ctx, p)
 	if err != nil {
-		return 0, false, fmt.Errorf("projection %s: %w", p.Name, err)
+		return 0, false, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	// A batch's commit need not wait for the WAL flush: the checkpoint
-	// and the read model commit together, so a crash that loses the last
-	// batches loses both, and the runner applies them again.
-	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-		return 0, false, fmt.Errorf("projection %s: %w", p.Name, err)
-	}
-	var pos int64
-	var reset bool
-	err = tx.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED`, p.Name).Scan(&pos, &reset)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, errBusy
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("projection %s: lock checkpoint: %w", p.Name, err)
-	}
 	r.mu.Lock()
 	setUp := r.setUp[p.Name]
 	r.mu.Unlock()
@@ -313,14 +300,179 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 			}
 		}
 	}
+	if log, ok := r.log.(allStreamer); ok && (busy || reset) {
+		applied, more, err = r.catchUp(ctx, tx, p, pos, log)
+	} else {
+		applied, more, err = r.page(ctx, tx, p, pos)
+	}
+	if err != nil {
+		return applied, false, err
+	}
+	r.mu.Lock()
+	r.setUp[p.Name] = true
+	r.busy[p.Name] = more
+	r.mu.Unlock()
+	// Held-back events are not "more": the runner waits for a change or
+	// Idle rather than spinning while an older transaction stays open.
+	return applied, more, nil
+}
+
+// lock begins a batch's transaction and locks the projection's checkpoint,
+// returning its position and whether a rebuild is requested; errBusy if
+// another process holds it.
+func (r *Runner) lock(ctx context.Context, p Projection) (tx pgx.Tx, pos int64, reset bool, err error) {
+	tx, err = r.pool.Begin(ctx)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("projection %s: %w", p.Name, err)
+	}
+	// A batch's commit need not wait for the WAL flush: the checkpoint
+	// and the read model commit together, so a crash that loses the last
+	// batches loses both, and the runner applies them again.
+	if _, err = tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err == nil {
+		err = tx.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED`, p.Name).Scan(&pos, &reset)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = errBusy
+		}
+	}
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		if errors.Is(err, errBusy) {
+			return nil, 0, false, err
+		}
+		return nil, 0, false, fmt.Errorf("projection %s: lock checkpoint: %w", p.Name, err)
+	}
+	return tx, pos, reset, nil
+}
+
+// page applies one page of $all after pos (ReadAll) in tx and commits.
+func (r *Runner) page(ctx context.Context, tx pgx.Tx, p Projection, pos int64) (applied int, more bool, err error) {
 	page, err := r.log.ReadAll(ctx, eventstore.ReadAllOptions{After: pos, Limit: r.opts.BatchSize})
 	if err != nil {
 		return 0, false, fmt.Errorf("projection %s: read $all: %w", p.Name, err)
 	}
-	// The events Apply gets, opened for the projection's access; the
-	// erasure records go to Forget, in position order with them.
-	var wanted []eventstore.RecordedEvent
-	for _, e := range page.Events {
+	applied, err = r.commit(ctx, tx, p, page.Events, page.Next)
+	return applied, len(page.Events) == r.opts.BatchSize, err
+}
+
+// allStreamer reads $all in one statement (eventstore/postgres Store).
+type allStreamer interface {
+	ReadAllEach(ctx context.Context, opts espg.ReadAllEachOptions, fn func(eventstore.RecordedEvent) error) (int, error)
+}
+
+// catchUpBatches is how many batches one catch-up run reads at most: a
+// bound on a Step's work (and on how long its read holds a snapshot).
+const catchUpBatches = 100
+
+// catchUp applies the log after pos while reading it, for a projection that
+// is behind (rebuilding, or its last batch was full): one statement
+// (ReadAllEach) streams up to catchUpBatches batches, which apply as they
+// arrive, each committed with its checkpoint as a page's would be. The
+// first applies in tx, which holds the checkpoint's lock; each later one
+// takes the lock again in a transaction of its own and goes on only if the
+// checkpoint is where the run left it (a rebuild request, or a runner in
+// another process, stops the run). Memory is bounded: the read waits while
+// two batches are ready and not yet applied.
+func (r *Runner) catchUp(ctx context.Context, tx pgx.Tx, p Projection, pos int64, log allStreamer) (applied int, more bool, err error) {
+	limit := r.opts.BatchSize * catchUpBatches
+	readCtx, cancel := context.WithCancel(ctx)
+	batches := make(chan []eventstore.RecordedEvent, 2)
+	var read int
+	var readErr error
+	go func() {
+		defer close(batches)
+		batch := make([]eventstore.RecordedEvent, 0, r.opts.BatchSize)
+		send := func() error {
+			select {
+			case batches <- batch:
+				batch = make([]eventstore.RecordedEvent, 0, r.opts.BatchSize)
+				return nil
+			case <-readCtx.Done():
+				return readCtx.Err()
+			}
+		}
+		read, readErr = log.ReadAllEach(readCtx, espg.ReadAllEachOptions{After: pos, Limit: limit, WithoutData: p.DataFree},
+			func(e eventstore.RecordedEvent) error {
+				batch = append(batch, e)
+				if len(batch) < r.opts.BatchSize {
+					return nil
+				}
+				return send()
+			})
+		if readErr == nil && len(batch) > 0 {
+			readErr = send()
+		}
+	}()
+	defer func() {
+		cancel()
+		for range batches { // let the read end
+		}
+	}()
+	first := true
+	for batch := range batches {
+		if !first {
+			var at int64
+			var reset bool
+			tx, at, reset, err = r.lock(ctx, p)
+			if errors.Is(err, errBusy) {
+				return applied, false, nil
+			}
+			if err != nil {
+				return applied, false, err
+			}
+			if at != pos || reset {
+				_ = tx.Rollback(ctx)
+				return applied, false, nil
+			}
+		}
+		first = false
+		last := batch[len(batch)-1].Position
+		n, err := r.commit(ctx, tx, p, batch, last)
+		if err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return applied, false, err
+		}
+		applied, pos = applied+n, last
+	}
+	// The channel is closed: the read has ended and set read and readErr.
+	if readErr != nil {
+		return applied, false, fmt.Errorf("projection %s: read $all: %w", p.Name, readErr)
+	}
+	if first { // nothing to read: the reset (if any) commits alone
+		if _, err := r.commit(ctx, tx, p, nil, pos); err != nil {
+			return 0, false, err
+		}
+	}
+	return applied, read == limit, nil
+}
+
+// commit applies events in tx, moves the checkpoint to next and commits.
+func (r *Runner) commit(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.RecordedEvent, next int64) (int, error) {
+	applied, err := r.apply(ctx, tx, p, events)
+	if err != nil {
+		return 0, err
+	}
+	var lastAt *time.Time
+	if len(events) > 0 {
+		lastAt = &events[len(events)-1].RecordedAt
+	}
+	_, err = tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $2, reset_requested = false, events_applied = events_applied + $3,
+		last_event_at = coalesce($4, last_event_at), updated_at = now(), last_error = '' WHERE name = $1`, p.Name, next, applied, lastAt)
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: checkpoint: %w", p.Name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("projection %s: commit: %w", p.Name, err)
+	}
+	return applied, nil
+}
+
+// apply hands a page of $all to a projection in tx: the events it wants,
+// opened for its access, to Apply or ApplyBatch, and the erasure records
+// to Forget, in position order. It returns how many events reached Apply
+// or Forget.
+func (r *Runner) apply(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.RecordedEvent) (applied int, err error) {
+	wanted := make([]eventstore.RecordedEvent, 0, len(events))
+	for _, e := range events {
 		if p.wants(e) {
 			wanted = append(wanted, e)
 		}
@@ -328,82 +480,68 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 	var opened []forgettable.RecordedEvent
 	if p.DataFree {
 		opened = make([]forgettable.RecordedEvent, len(wanted))
-		for i, e := range wanted {
-			e.Data, e.Metadata = nil, nil
-			opened[i] = forgettable.RecordedEvent{RecordedEvent: e}
+		for i := range wanted {
+			o := &opened[i].RecordedEvent
+			*o = wanted[i]
+			o.Data, o.Metadata, o.SubjectRefs, o.ErasedRefs = nil, nil, nil, nil
 		}
 	} else {
 		opened, err = r.opener.Open(ctx, wanted, p.Access)
 		if err == nil {
 			opened, err = r.opts.Upcasters.UpcastAll(opened)
 		}
+		if err != nil {
+			return 0, fmt.Errorf("projection %s: open events: %w", p.Name, err)
+		}
 	}
-	if err != nil {
-		return 0, false, fmt.Errorf("projection %s: open events: %w", p.Name, err)
-	}
-	var lastAt *time.Time
-	k := 0
-	var run []forgettable.RecordedEvent // events not applied yet (ApplyBatch)
+	// opened[from:k] are the events not applied yet (ApplyBatch): a run
+	// between erasure records.
+	from, k := 0, 0
 	flush := func() error {
-		if len(run) == 0 {
+		if from == k {
 			return nil
 		}
+		run := opened[from:k:k]
 		if err := p.ApplyBatch(ctx, tx, run); err != nil {
 			return fmt.Errorf("projection %s: events %s to %s: %w", p.Name, run[0].ID, run[len(run)-1].ID, err)
 		}
 		applied += len(run)
-		run = run[:0]
+		from = k
 		return nil
 	}
-	for _, e := range page.Events {
+	for i := range events {
+		e := &events[i]
 		switch {
 		case e.StreamID == forgettable.ErasedStreamID && (e.Type == "subject-erased" || e.Type == forgettable.SubjectFencedType):
-			ref, err := erasedRef(e)
+			ref, err := erasedRef(*e)
 			if err != nil {
-				return 0, false, fmt.Errorf("projection %s: erasure record %s: %w", p.Name, e.ID, err)
+				return 0, fmt.Errorf("projection %s: erasure record %s: %w", p.Name, e.ID, err)
 			}
-			if p.Forget != nil {
-				if err := flush(); err != nil {
-					return 0, false, err
-				}
-				if err := p.Forget(ctx, tx, ref); err != nil {
-					return 0, false, fmt.Errorf("projection %s: forget: %w", p.Name, err)
-				}
-				applied++
+			if p.Forget == nil {
+				continue
 			}
+			if err := flush(); err != nil {
+				return 0, err
+			}
+			if err := p.Forget(ctx, tx, ref); err != nil {
+				return 0, fmt.Errorf("projection %s: forget: %w", p.Name, err)
+			}
+			applied++
 		case k < len(opened) && opened[k].ID == e.ID:
-			if p.ApplyBatch != nil {
-				run = append(run, opened[k])
-			} else {
+			if p.ApplyBatch == nil {
 				if err := p.Apply(ctx, tx, opened[k]); err != nil {
-					return 0, false, fmt.Errorf("projection %s: event %s: %w", p.Name, e.ID, err)
+					return 0, fmt.Errorf("projection %s: event %s: %w", p.Name, e.ID, err)
 				}
 				applied++
+				from = k + 1
 			}
 			k++
 		}
-		at := e.RecordedAt
-		lastAt = &at
 	}
 	if err := flush(); err != nil {
-		return 0, false, err
+		return 0, err
 	}
-	_, err = tx.Exec(ctx, `UPDATE projection_checkpoints SET position = $2, reset_requested = false, events_applied = events_applied + $3,
-		last_event_at = coalesce($4, last_event_at), updated_at = now(), last_error = '' WHERE name = $1`, p.Name, page.Next, applied, lastAt)
-	if err != nil {
-		return 0, false, fmt.Errorf("projection %s: checkpoint: %w", p.Name, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, false, fmt.Errorf("projection %s: commit: %w", p.Name, err)
-	}
-	full := len(page.Events) == r.opts.BatchSize
-	r.mu.Lock()
-	r.setUp[p.Name] = true
-	r.busy[p.Name] = full
-	r.mu.Unlock()
-	// Held-back events are not "more": the runner waits for a change or
-	// Idle rather than spinning while an older transaction stays open.
-	return applied, full, nil
+	return applied, nil
 }
 
 // idle reports whether a projection has nothing to do, looking without a
