@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -136,14 +138,30 @@ func BlindIndex(ctx context.Context, b Blinder, category, field, value string) (
 }
 
 func blindIndex(key []byte, category, field, value string) string {
-	mac := hmac.New(sha256.New, key)
+	return newBlinder(key).index(category, field, value)
+}
+
+// blinder computes blind indexes under one key, reusing its MAC (a batch
+// computes thousands).
+type blinder struct {
+	mac hash.Hash
+	sum []byte
+}
+
+func newBlinder(key []byte) *blinder {
+	return &blinder{mac: hmac.New(sha256.New, key), sum: make([]byte, 0, sha256.Size)}
+}
+
+func (b *blinder) index(category, field, value string) string {
+	b.mac.Reset()
+	var n [8]byte
 	for _, part := range []string{category, field, value} {
-		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
-		mac.Write(n[:])
-		mac.Write([]byte(part))
+		b.mac.Write(n[:])
+		io.WriteString(b.mac, part)
 	}
-	return hex.EncodeToString(mac.Sum(nil))
+	b.sum = b.mac.Sum(b.sum[:0])
+	return hex.EncodeToString(b.sum)
 }
 
 // Lookup is the built-in lookup index: which streams had, at any version,
@@ -166,7 +184,9 @@ func Lookup(b Blinder) Projection {
 			if err != nil {
 				return err
 			}
-			var blinds, streams, refs []string
+			bl := newBlinder(key)
+			// About six leaves an event: sized once, not grown.
+			blinds, streams, refs := make([]string, 0, 6*len(events)), make([]string, 0, 6*len(events)), make([]string, 0, 6*len(events))
 			for _, e := range events {
 				category := eventstore.Category(e.StreamID)
 				values, err := leafValues(e.Data)
@@ -177,7 +197,7 @@ func Lookup(b Blinder) Projection {
 				slices.Sort(r)
 				joined := strings.Join(r, ",")
 				for _, v := range values {
-					blinds, streams, refs = append(blinds, blindIndex(key, category, v.path, v.value)), append(streams, e.StreamID), append(refs, joined)
+					blinds, streams, refs = append(blinds, bl.index(category, v.path, v.value)), append(streams, e.StreamID), append(refs, joined)
 				}
 			}
 			_, err = tx.Exec(ctx, `INSERT INTO read_lookup (blind, stream_id, subject_refs)
