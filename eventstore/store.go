@@ -34,6 +34,22 @@ type ReadAllOptions struct {
 	Categories []string
 }
 
+// ReadAllEachOptions select a read of $all in one statement (a store's
+// ReadAllEach: eventstore/postgres), for readers catching up on a large
+// part of the log.
+type ReadAllEachOptions struct {
+	// After is a position: only events after it are read.
+	After int64
+	// Limit is the most events to read (required: a read holds one
+	// snapshot while it runs, which holds back vacuum, so it is bounded).
+	Limit int
+	// WithoutData leaves Data, Metadata, SubjectRefs and ErasedRefs empty
+	// for events of user streams: for readers that use only the envelope
+	// (stream, type, version, position, time), such as counts. Events of
+	// system streams ($-prefixed: erasure records, few) keep theirs.
+	WithoutData bool
+}
+
 // AllPage is one page of the global log.
 type AllPage struct {
 	// Events are in position order.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/eventstoretest"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/internal/testenv"
 )
 
@@ -24,7 +23,7 @@ func TestReadAllEach(t *testing.T) {
 		}
 	}
 	var all []eventstore.RecordedEvent
-	n, err := s.ReadAllEach(ctx, postgres.ReadAllEachOptions{Limit: 100}, func(e eventstore.RecordedEvent) error {
+	n, err := s.ReadAllEach(ctx, eventstore.ReadAllEachOptions{Limit: 100}, func(e eventstore.RecordedEvent) error {
 		all = append(all, e)
 		return nil
 	})
@@ -41,7 +40,7 @@ func TestReadAllEach(t *testing.T) {
 	}
 
 	var bare []eventstore.RecordedEvent
-	n, err = s.ReadAllEach(ctx, postgres.ReadAllEachOptions{After: all[0].Position, Limit: 5, WithoutData: true}, func(e eventstore.RecordedEvent) error {
+	n, err = s.ReadAllEach(ctx, eventstore.ReadAllEachOptions{After: all[0].Position, Limit: 5, WithoutData: true}, func(e eventstore.RecordedEvent) error {
 		bare = append(bare, e)
 		return nil
 	})
@@ -64,13 +63,13 @@ func TestReadAllEach(t *testing.T) {
 
 	stop := errors.New("stop")
 	calls := 0
-	if _, err := s.ReadAllEach(ctx, postgres.ReadAllEachOptions{Limit: 100}, func(eventstore.RecordedEvent) error {
+	if _, err := s.ReadAllEach(ctx, eventstore.ReadAllEachOptions{Limit: 100}, func(eventstore.RecordedEvent) error {
 		calls++
 		return stop
 	}); !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("fn's error: got %v after %d calls, want it at once", err, calls)
 	}
-	if _, err := s.ReadAllEach(ctx, postgres.ReadAllEachOptions{}, func(eventstore.RecordedEvent) error { return nil }); err == nil {
+	if _, err := s.ReadAllEach(ctx, eventstore.ReadAllEachOptions{}, func(eventstore.RecordedEvent) error { return nil }); err == nil {
 		t.Error("a read without a limit was accepted")
 	}
 }

@@ -674,20 +674,6 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	return page, nil
 }
 
-// ReadAllEachOptions select a read of $all by ReadAllEach.
-type ReadAllEachOptions struct {
-	// After is a position: only events after it are read.
-	After int64
-	// Limit is the most events to read (required: a read holds one
-	// snapshot while it runs, which holds back vacuum, so it is bounded).
-	Limit int
-	// WithoutData leaves Data, Metadata, SubjectRefs and ErasedRefs empty
-	// for events of user streams: for readers that use only the envelope
-	// (stream, type, version, position, time), such as counts. Events of
-	// system streams ($-prefixed: erasure records, few) keep theirs.
-	WithoutData bool
-}
-
 // readAllEachSQL reads $all after a position up to the visibility horizon
 // (see readAllSQL) in one statement, in position order, without sorting:
 // the plan walks the position index, so rows stream as they are read.
@@ -715,7 +701,7 @@ ORDER BY position LIMIT $2`
 // holds back no other reader's horizon, with JIT compilation off for the
 // statement (PostgreSQL would otherwise compile a plan this large before
 // returning its first row).
-func (s *Store) ReadAllEach(ctx context.Context, opts ReadAllEachOptions, fn func(eventstore.RecordedEvent) error) (int, error) {
+func (s *Store) ReadAllEach(ctx context.Context, opts eventstore.ReadAllEachOptions, fn func(eventstore.RecordedEvent) error) (int, error) {
 	if opts.Limit <= 0 {
 		return 0, errors.New("read $all: ReadAllEach needs a limit")
 	}

@@ -171,7 +171,7 @@ func TestTailingReaderNeverSkips(t *testing.T) {
 		t.Parallel()
 		testTailingReader(t, func(ctx context.Context, s *postgres.Store, after int64) ([]eventstore.RecordedEvent, int64, bool, error) {
 			var events []eventstore.RecordedEvent
-			_, err := s.ReadAllEach(ctx, postgres.ReadAllEachOptions{After: after, Limit: 50}, func(e eventstore.RecordedEvent) error {
+			_, err := s.ReadAllEach(ctx, eventstore.ReadAllEachOptions{After: after, Limit: 50}, func(e eventstore.RecordedEvent) error {
 				events = append(events, e)
 				return nil
 			})

@@ -27,7 +27,6 @@ import (
 
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	espg "github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/projection"
 )
@@ -356,7 +355,7 @@ func (r *Runner) page(ctx context.Context, tx pgx.Tx, p Projection, pos int64) (
 
 // allStreamer reads $all in one statement (eventstore/postgres Store).
 type allStreamer interface {
-	ReadAllEach(ctx context.Context, opts espg.ReadAllEachOptions, fn func(eventstore.RecordedEvent) error) (int, error)
+	ReadAllEach(ctx context.Context, opts eventstore.ReadAllEachOptions, fn func(eventstore.RecordedEvent) error) (int, error)
 }
 
 // catchUpBatches is how many batches one catch-up run reads at most: a
@@ -390,7 +389,7 @@ func (r *Runner) catchUp(ctx context.Context, tx pgx.Tx, p Projection, pos int64
 				return readCtx.Err()
 			}
 		}
-		read, readErr = log.ReadAllEach(readCtx, espg.ReadAllEachOptions{After: pos, Limit: limit, WithoutData: p.DataFree},
+		read, readErr = log.ReadAllEach(readCtx, eventstore.ReadAllEachOptions{After: pos, Limit: limit, WithoutData: p.DataFree},
 			func(e eventstore.RecordedEvent) error {
 				batch = append(batch, e)
 				if len(batch) < r.opts.BatchSize {
