@@ -739,7 +739,10 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions, acc
 // ErrKeyMissing for a key missing without an erasure record: never a
 // redaction.
 func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, access Access) ([]RecordedEvent, error) {
-	o := s.newOpening(access)
+	return s.open(ctx, s.newOpening(access), events)
+}
+
+func (s *Store) open(ctx context.Context, o *opening, events []eventstore.RecordedEvent) ([]RecordedEvent, error) {
 	out := make([]RecordedEvent, len(events))
 	workers := workerCount(len(events))
 	err := parallel(len(events), workers, func(int) func(i int) error {
@@ -813,6 +816,9 @@ type opening struct {
 	s      *Store
 	access Access
 	cache  keyCache // nil if the key store has none
+	// only, if set, is the one subject whose fields open (a subject's
+	// access export): the others' are restricted.
+	only *[keystore.RefSize]byte
 
 	mu       sync.RWMutex
 	aeads    map[keyID]cipher.AEAD
@@ -846,7 +852,7 @@ func (w *openWorker) source(k keyID) (cipher.AEAD, string, error) {
 		return nil, ReasonForgotten, nil
 	}
 	o := w.o
-	if o.access != Personal {
+	if o.access != Personal || (o.only != nil && k.ref != *o.only) {
 		return nil, ReasonRestricted, nil
 	}
 	o.mu.RLock()
@@ -1218,6 +1224,103 @@ func (s *Store) Erasure(ctx context.Context, subject string) (Erasure, bool, err
 		return Erasure{}, false, err
 	}
 	return s.ledger.ErasureOf(ctx, ref)
+}
+
+// SubjectErasedError is ExportSubject's answer for a subject whose
+// current generation is erased: there is nothing left to export, and the
+// erasure says why. It matches keystore.ErrForgotten.
+type SubjectErasedError struct {
+	Erasure Erasure
+}
+
+func (e *SubjectErasedError) Error() string { return "data subject erased" }
+
+// Unwrap makes errors.Is(err, keystore.ErrForgotten) true.
+func (e *SubjectErasedError) Unwrap() error { return keystore.ErrForgotten }
+
+// subjectEvents finds the events sealed under a subject reference
+// (eventstore/postgres Store).
+type subjectEvents interface {
+	SubjectFootprint(ctx context.Context, ref string) (streams []string, events int, last int64, err error)
+	EventsOfSubject(ctx context.Context, ref string, after, upTo int64, limit int) ([]eventstore.RecordedEvent, error)
+}
+
+// exportPage is how many events a subject export reads at a time.
+const exportPage = 500
+
+// Footprint is where a subject's sealed data is, as a subject export
+// found it before reading any: what an access log records.
+type Footprint struct {
+	Ref     keystore.Ref
+	Streams []string
+	Events  int
+}
+
+// ExportSubject is a data subject's access export (GDPR Art. 15 and 20):
+// it hands fn, in position order, every event of every stream that carries
+// personal data of the subject's current generation, with that subject's
+// fields decrypted and every other subject's fields null (listed in
+// Redacted, reason "restricted").
+//
+// Before any event is opened it finds the subject's footprint and calls
+// record with it (an access log entry must precede the disclosure); events
+// appended after that are not exported. It returns a *SubjectErasedError
+// for an erased subject (its data is gone; the events of generations
+// erased before a re-admission are not exported either), or an error
+// wrapping keystore.ErrUnavailable when a key cannot be had: never a
+// partial export presented as whole. Memory stays flat: it reads and hands
+// over a page at a time.
+func (s *Store) ExportSubject(ctx context.Context, subject string, record func(Footprint) error, fn func(RecordedEvent) error) error {
+	find, ok := s.events.(subjectEvents)
+	if !ok {
+		return errors.New("subject export: the event store cannot find events by subject")
+	}
+	ref, err := s.currentRef(ctx, subject)
+	if err != nil {
+		return fmt.Errorf("subject export: %w", err)
+	}
+	if e, erased, err := s.ledger.ErasureOf(ctx, ref); err != nil {
+		return fmt.Errorf("subject export: %w", err)
+	} else if erased {
+		return &SubjectErasedError{Erasure: e}
+	}
+	streams, n, last, err := find.SubjectFootprint(ctx, string(ref))
+	if err != nil {
+		return fmt.Errorf("subject export: %w", err)
+	}
+	if err := record(Footprint{Ref: ref, Streams: streams, Events: n}); err != nil {
+		return err
+	}
+	var only [keystore.RefSize]byte
+	copy(only[:], ref.Bytes())
+	var after int64
+	for after < last {
+		page, err := find.EventsOfSubject(ctx, string(ref), after, last, exportPage)
+		if err != nil {
+			return fmt.Errorf("subject export: %w", err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		o := s.newOpening(Personal)
+		o.only = &only
+		opened, err := s.open(ctx, o, page)
+		if err != nil {
+			return fmt.Errorf("subject export: %w", err)
+		}
+		for _, e := range opened {
+			if containsRef(e.ErasedRefs, only) {
+				// Erased while the export ran: the rest is gone.
+				er, _, _ := s.ledger.ErasureOf(ctx, ref)
+				return &SubjectErasedError{Erasure: er}
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		after = page[len(page)-1].Position
+	}
+	return nil
 }
 
 // SetHold places (held true) or releases a legal hold on a subject.
