@@ -36,6 +36,7 @@ var routeRoles = map[string][]string{
 	"GET /v1/subscribe":                    {wire.RoleReader, wire.RolePIIReader},
 	"POST /v1/subjects/{subject}/erase":    {wire.RoleAdmin},
 	"GET /v1/subjects/{subject}/erasure":   {wire.RoleAdmin},
+	"GET /v1/subjects/{subject}/export":    {wire.RoleAdmin},
 	"PUT /v1/subjects/{subject}/hold":      {wire.RoleAdmin},
 	"DELETE /v1/subjects/{subject}/hold":   {wire.RoleAdmin},
 	"GET /v1/policies":                     {wire.RoleAdmin},

@@ -29,6 +29,8 @@ type Problem struct {
 	// Extension members.
 	RequestID string        `json:"requestId,omitempty"`
 	Checks    []CheckResult `json:"checks,omitempty"`
+	// ErasureID names the erasure behind a 410 subject-erased.
+	ErasureID string `json:"erasureId,omitempty"`
 }
 
 // problemTitles are the titles of the problem types (stable, like the

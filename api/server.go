@@ -48,6 +48,7 @@ type Subjects interface {
 	Erasure(ctx context.Context, subject string) (forgettable.Erasure, bool, error)
 	SetHold(ctx context.Context, subject string, held bool, actor, reason string) error
 	SubjectRef(ctx context.Context, subject string) (keystore.Ref, error)
+	ExportSubject(ctx context.Context, subject string, record func(forgettable.Footprint) error, fn func(forgettable.RecordedEvent) error) error
 }
 
 // PolicyStore manages protection policies; *forgettable.Store implements
@@ -245,6 +246,7 @@ func (s *Server) routes() *chi.Mux {
 			r.Use(s.require(admins...))
 			r.Post("/subjects/{subject}/erase", s.erase)
 			r.Get("/subjects/{subject}/erasure", s.erasure)
+			r.Get("/subjects/{subject}/export", s.exportSubject)
 			r.Put("/subjects/{subject}/hold", s.hold(true))
 			r.Delete("/subjects/{subject}/hold", s.hold(false))
 			r.Get("/policies", s.listPolicies)

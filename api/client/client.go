@@ -148,6 +148,36 @@ func (c *Client) Erasure(ctx context.Context, subject string) (wire.ErasureRecei
 	return r, err
 }
 
+// ExportSubject writes a data subject's access export (the document of
+// GET /v1/subjects/{subject}/export, format lethe-subject-export/1) to w
+// as it arrives, and returns how many bytes it wrote. An erased subject
+// is a *wire.Problem with status 410 and ErasureID set. A document cut off
+// (the connection aborted) is an error, and what w got lacks the final
+// "complete": true.
+func (c *Client) ExportSubject(ctx context.Context, subject string, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/subjects/"+url.PathEscape(subject)+"/export", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, readProblem(resp)
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("subject export cut off after %d bytes: %w", n, err)
+	}
+	return n, nil
+}
+
 // SetHold places (held) or releases a legal hold.
 func (c *Client) SetHold(ctx context.Context, subject string, held bool, reason string) (wire.Hold, error) {
 	method := http.MethodPut

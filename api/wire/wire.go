@@ -188,6 +188,9 @@ type Problem struct {
 	Detail    string `json:"detail,omitempty"`
 	Instance  string `json:"instance,omitempty"`
 	RequestID string `json:"requestId,omitempty"`
+	// ErasureID names the erasure behind a 410 subject-erased (a
+	// subject export).
+	ErasureID string `json:"erasureId,omitempty"`
 }
 
 // Error makes a problem an error (the client returns it).
@@ -561,4 +564,22 @@ type ProjectionList struct {
 // default: the read model is emptied first) or from a position.
 type RebuildRequest struct {
 	FromPosition int64 `json:"fromPosition,omitempty"`
+}
+
+// SubjectExport is a data subject's access export
+// (GET /v1/subjects/{subject}/export, format "lethe-subject-export/1"):
+// every event carrying the subject's personal data, in position order,
+// with their fields decrypted and other subjects' fields null (reason
+// "restricted"). docs/gdpr.md documents it.
+type SubjectExport struct {
+	Format      string    `json:"format"`
+	SubjectRef  string    `json:"subjectRef"`
+	GeneratedAt time.Time `json:"generatedAt"`
+	// Streams are the streams holding the subject's events, sorted.
+	Streams []string `json:"streams"`
+	Events  []Event  `json:"events"`
+	Count   int      `json:"count"`
+	// Complete is true at the end of a whole export: a document without
+	// it was cut off.
+	Complete bool `json:"complete"`
 }

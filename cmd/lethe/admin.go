@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,12 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/lethe-store/lethe/api"
+	apipg "github.com/lethe-store/lethe/api/postgres"
+	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 )
 
@@ -23,6 +29,9 @@ keeps it out of shell history and process lists):
   release   release the legal hold
   readmit   let an erased subject have new personal data, under a new key
   rotate    add a new version of the subject's key
+  export    the subject's access export (GDPR Art. 15/20) as JSON on standard
+            output (format lethe-subject-export/1, docs/gdpr.md); recorded
+            in the access log
 `
 
 func runSubject(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -54,9 +63,70 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 	if subject == "" {
 		return errors.New("no subject: give --subject ID or --subject - (and the id on standard input)")
 	}
+	if cmd == "export" {
+		pool, err := openPool(ctx, c.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		return withShredding(ctx, c, stderr, func(sh *shredding) error {
+			return exportSubject(ctx, sh.store, apipg.NewAccessLog(pool), subject, actor, requestID, stdout)
+		})
+	}
 	return withShredding(ctx, c, stderr, func(sh *shredding) error {
 		return subjectCommand(ctx, cmd, sh.store, subject, actor, reason, legalBasis, requestID, stdout, stderr)
 	})
+}
+
+// exportSubject writes a subject's access export to stdout, the same
+// document as GET /v1/subjects/{subject}/export, after recording the
+// access (under the actor, "cli:USER" by default, as its token id).
+func exportSubject(ctx context.Context, s *forgettable.Store, log *apipg.AccessLog, subject, actor, requestID string, stdout io.Writer) error {
+	w := bufio.NewWriterSize(stdout, 64<<10)
+	count := 0
+	err := s.ExportSubject(ctx, subject, func(fp forgettable.Footprint) error {
+		if fp.Events > 0 {
+			if err := log.RecordAccess(ctx, api.AccessRecord{At: time.Now().UTC(), TokenID: actor, Method: "CLI", Route: "lethe subject export",
+				RequestID: requestID, StreamIDs: fp.Streams, SubjectRefs: []string{string(fp.Ref)}, Events: fp.Events}); err != nil {
+				return err
+			}
+		}
+		streams := fp.Streams
+		if streams == nil {
+			streams = []string{}
+		}
+		head, err := json.Marshal(wire.SubjectExport{Format: api.SubjectExportFormat, SubjectRef: string(fp.Ref), GeneratedAt: time.Now().UTC(), Streams: streams})
+		if err != nil {
+			return err
+		}
+		// The header's fields up to "events", the array left open.
+		i := bytes.Index(head, []byte(`,"events":`))
+		w.Write(head[:i])
+		w.WriteString(`,"events":[`)
+		return nil
+	}, func(e forgettable.RecordedEvent) error {
+		b, err := json.Marshal(api.WireEvent(e))
+		if err != nil {
+			return err
+		}
+		if count > 0 {
+			w.WriteByte(',')
+		}
+		w.WriteByte('\n')
+		count++
+		_, err = w.Write(b)
+		return err
+	})
+	var erased *forgettable.SubjectErasedError
+	if errors.As(err, &erased) {
+		return fmt.Errorf("the subject was erased (erasure %s): none of their personal data is left to export; see lethe subject status", eventstore.EventID(erased.Erasure.ID))
+	}
+	if err != nil {
+		_ = w.Flush()
+		return fmt.Errorf("subject export failed; the output is incomplete (no \"complete\": true): %w", err)
+	}
+	fmt.Fprintf(w, "\n],\"count\":%d,\"complete\":true}\n", count)
+	return w.Flush()
 }
 
 // withShredding runs fn with the database and Vault of c, for the admin

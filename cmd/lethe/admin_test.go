@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
@@ -61,6 +62,18 @@ func TestSubjectAndPolicyCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The subject's access export, recorded in the access log.
+	out, err = cli("", "subject", "export", "--subject", "ada@example.com")
+	var export wire.SubjectExport
+	if err != nil || json.Unmarshal([]byte(out), &export) != nil || !export.Complete || export.Count != 1 || !strings.Contains(string(export.Events[0].Data), `"Ada"`) {
+		t.Fatalf("subject export = %s, %v", out, err)
+	}
+	var logged int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM access_log WHERE token_id = 'cli:tester' AND route = 'lethe subject export' AND subject_refs = ARRAY[$1]`,
+		export.SubjectRef).Scan(&logged); err != nil || logged != 1 {
+		t.Fatalf("access log rows of the CLI export: %d, %v", logged, err)
+	}
+
 	// Hold, refused erase, release, erase with the id on stdin, status.
 	if out, err := cli("ada@example.com\n", "subject", "hold", "--subject", "-", "--reason", "case 7"); err != nil {
 		t.Fatalf("hold: %v %s", err, out)
@@ -93,6 +106,9 @@ func TestSubjectAndPolicyCommands(t *testing.T) {
 	}
 	if strings.Contains(out, "ada@example.com") {
 		t.Errorf("the receipt names the subject: %s", out)
+	}
+	if out, err := cli("", "subject", "export", "--subject", "ada@example.com"); err == nil || !strings.Contains(err.Error(), receipt.ErasureID) || strings.Contains(out, "Ada") {
+		t.Fatalf("export after the erasure: %v %s", err, out)
 	}
 	status, err := cli("", "subject", "status", "--subject", "ada@example.com")
 	if err != nil || !strings.Contains(status, receipt.ErasureID) {

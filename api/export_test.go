@@ -1,0 +1,73 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/eventstore/eventstoretest"
+	"github.com/lethe-store/lethe/internal/testenv"
+)
+
+// The subject access export over HTTP: the seed's subject's events across
+// two streams, values open, recorded in the access log before it was
+// sent; after the erasure, 410 with the erasure's id and nothing else.
+func TestSubjectExport(t *testing.T) {
+	d := newDeployment(t)
+	hs := d.server()
+	tk := d.tokens(hs)
+	ctx := testenv.Context(t)
+	for _, stream := range []string{"lead-12", "lead-77"} {
+		if _, err := tk.writer.Append(ctx, stream, wire.Exact(-1), seedLead()...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	subject := eventstoretest.SeedSubject
+	var buf bytes.Buffer
+	if _, err := tk.admin.ExportSubject(ctx, subject, &buf); err != nil {
+		t.Fatal(err)
+	}
+	var doc wire.SubjectExport
+	dec := json.NewDecoder(bytes.NewReader(buf.Bytes()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("export is not a SubjectExport document: %v", err)
+	}
+	var want int
+	if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE $1 = ANY (subject_refs)`, doc.SubjectRef).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Format != "lethe-subject-export/1" || !doc.Complete || doc.Count != want || len(doc.Events) != want || want == 0 ||
+		strings.Join(doc.Streams, ",") != "lead-12,lead-77" {
+		t.Fatalf("export: format %q, complete %v, count %d, %d events, streams %v; want %d events in lead-12 and lead-77",
+			doc.Format, doc.Complete, doc.Count, len(doc.Events), doc.Streams, want)
+	}
+	for _, secret := range eventstoretest.SeedSecrets {
+		if secret != subject && !bytes.Contains(buf.Bytes(), []byte(secret)) {
+			t.Errorf("the export lacks %q", secret)
+		}
+	}
+	var logged int
+	if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM access_log WHERE route = '/v1/subjects/{subject}/export'
+		AND subject_refs = ARRAY[$1] AND stream_ids = ARRAY['lead-12', 'lead-77'] AND events = $2`, doc.SubjectRef, want).Scan(&logged); err != nil {
+		t.Fatal(err)
+	}
+	if logged != 1 {
+		t.Errorf("%d access log rows for the export, want 1 naming the subject, its streams and %d events", logged, want)
+	}
+
+	receipt, err := tk.admin.Erase(ctx, subject, wire.EraseRequest{Reason: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	_, err = tk.admin.ExportSubject(ctx, subject, &buf)
+	var p *wire.Problem
+	if !errors.As(err, &p) || p.Status != http.StatusGone || !strings.HasSuffix(p.Type, "/subject-erased") || p.ErasureID != receipt.ErasureID || buf.Len() != 0 {
+		t.Fatalf("export after the erasure: %v (%d bytes); want 410 subject-erased naming erasure %s", err, buf.Len(), receipt.ErasureID)
+	}
+}
