@@ -2,9 +2,11 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -29,12 +31,57 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	bw := bufio.NewWriterSize(w, 64<<10)
-	started, count := false, 0
-	err := s.opts.Subjects.ExportSubject(ctx, subject, func(fp forgettable.Footprint) error {
+	started, err := WriteSubjectExport(ctx, s.opts.Subjects, subject, w, func(fp forgettable.Footprint) error {
 		if err := s.record(ctx, r, &accessTally{streams: fp.Streams, refs: []string{string(fp.Ref)}, events: fp.Events}); err != nil {
 			return err
 		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="subject-export-%s.json"`, string(fp.Ref)[:16]))
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	if err == nil {
+		return
+	}
+	if started {
+		s.log.Error("subject export failed after it started; connection aborted", "request_id", requestID(r), "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	var erased *forgettable.SubjectErasedError
+	if errors.As(err, &erased) {
+		writeProblem(w, r, Problem{Type: ProblemTypeBase + "subject-erased", Title: problemTitles["subject-erased"], Status: http.StatusGone,
+			Detail: "The data subject was erased: none of their personal data is left to export. " +
+				"The erasure receipt: GET /v1/subjects/{subject}/erasure.",
+			ErasureID: uuidString(erased.Erasure.ID)})
+		return
+	}
+	s.fail(w, r, err)
+}
+
+// SubjectExporter runs a subject's access export; *forgettable.Store
+// implements it.
+type SubjectExporter interface {
+	ExportSubject(ctx context.Context, subject string, record func(forgettable.Footprint) error, fn func(forgettable.RecordedEvent) error) error
+}
+
+// WriteSubjectExport writes a data subject's access export document
+// (format SubjectExportFormat, wire.SubjectExport) to w as the events are
+// read and opened: the server's export route and `lethe subject export`.
+// begin runs with the footprint before the first byte is written: record
+// the access there (an error stops the export with nothing written). It
+// reports whether anything was written: an error after that leaves a
+// document without its final "complete": true.
+func WriteSubjectExport(ctx context.Context, x SubjectExporter, subject string, w io.Writer, begin func(forgettable.Footprint) error) (started bool, err error) {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	count := 0
+	err = x.ExportSubject(ctx, subject, func(fp forgettable.Footprint) error {
+		if err := begin(fp); err != nil {
+			return err
+		}
+		started = true
+		// The header's fields, then the events array left open: the
+		// document is written as the events come.
 		head, err := json.Marshal(struct {
 			Format      string    `json:"format"`
 			SubjectRef  string    `json:"subjectRef"`
@@ -44,14 +91,9 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="subject-export-%s.json"`, string(fp.Ref)[:16]))
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusOK)
-		started = true
-		bw.Write(head[:len(head)-1]) // the header's fields, the object left open
-		bw.WriteString(`,"events":[`)
-		return nil
+		bw.Write(head[:len(head)-1])
+		_, err = bw.WriteString(`,"events":[`)
+		return err
 	}, func(e forgettable.RecordedEvent) error {
 		b, err := json.Marshal(toWireEvent(e))
 		if err != nil {
@@ -66,30 +108,12 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if err != nil {
-		if started {
-			s.log.Error("subject export failed after it started; connection aborted", "request_id", requestID(r), "err", err)
-			panic(http.ErrAbortHandler)
-		}
-		var erased *forgettable.SubjectErasedError
-		if errors.As(err, &erased) {
-			writeProblem(w, r, Problem{Type: ProblemTypeBase + "subject-erased", Title: problemTitles["subject-erased"], Status: http.StatusGone,
-				Detail: "The data subject was erased: none of their personal data is left to export. " +
-					"The erasure receipt: GET /v1/subjects/{subject}/erasure.",
-				ErasureID: uuidString(erased.Erasure.ID)})
-			return
-		}
-		s.fail(w, r, err)
-		return
+		_ = bw.Flush()
+		return started, err
 	}
 	fmt.Fprintf(bw, "\n],\"count\":%d,\"complete\":true}\n", count)
-	if err := bw.Flush(); err != nil {
-		s.log.Warn("subject export not delivered whole", "request_id", requestID(r), "err", err)
-	}
+	return true, bw.Flush()
 }
-
-// WireEvent is an opened event as the API shows it (the subject export's
-// events, for the CLI's export).
-func WireEvent(e forgettable.RecordedEvent) wire.Event { return toWireEvent(e) }
 
 func nonNil(s []string) []string {
 	if s == nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/lethe-store/lethe/api"
 	apipg "github.com/lethe-store/lethe/api/postgres"
-	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 )
@@ -64,13 +62,8 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 		return errors.New("no subject: give --subject ID or --subject - (and the id on standard input)")
 	}
 	if cmd == "export" {
-		pool, err := openPool(ctx, c.DatabaseURL)
-		if err != nil {
-			return err
-		}
-		defer pool.Close()
 		return withShredding(ctx, c, stderr, func(sh *shredding) error {
-			return exportSubject(ctx, sh.store, apipg.NewAccessLog(pool), subject, actor, requestID, stdout)
+			return exportSubject(ctx, sh.store, apipg.NewAccessLog(sh.pool), subject, actor, requestID, stdout)
 		})
 	}
 	return withShredding(ctx, c, stderr, func(sh *shredding) error {
@@ -82,51 +75,21 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 // document as GET /v1/subjects/{subject}/export, after recording the
 // access (under the actor, "cli:USER" by default, as its token id).
 func exportSubject(ctx context.Context, s *forgettable.Store, log *apipg.AccessLog, subject, actor, requestID string, stdout io.Writer) error {
-	w := bufio.NewWriterSize(stdout, 64<<10)
-	count := 0
-	err := s.ExportSubject(ctx, subject, func(fp forgettable.Footprint) error {
-		if fp.Events > 0 {
-			if err := log.RecordAccess(ctx, api.AccessRecord{At: time.Now().UTC(), TokenID: actor, Method: "CLI", Route: "lethe subject export",
-				RequestID: requestID, StreamIDs: fp.Streams, SubjectRefs: []string{string(fp.Ref)}, Events: fp.Events}); err != nil {
-				return err
-			}
+	_, err := api.WriteSubjectExport(ctx, s, subject, stdout, func(fp forgettable.Footprint) error {
+		if fp.Events == 0 {
+			return nil // nothing disclosed
 		}
-		streams := fp.Streams
-		if streams == nil {
-			streams = []string{}
-		}
-		head, err := json.Marshal(wire.SubjectExport{Format: api.SubjectExportFormat, SubjectRef: string(fp.Ref), GeneratedAt: time.Now().UTC(), Streams: streams})
-		if err != nil {
-			return err
-		}
-		// The header's fields up to "events", the array left open.
-		i := bytes.Index(head, []byte(`,"events":`))
-		w.Write(head[:i])
-		w.WriteString(`,"events":[`)
-		return nil
-	}, func(e forgettable.RecordedEvent) error {
-		b, err := json.Marshal(api.WireEvent(e))
-		if err != nil {
-			return err
-		}
-		if count > 0 {
-			w.WriteByte(',')
-		}
-		w.WriteByte('\n')
-		count++
-		_, err = w.Write(b)
-		return err
+		return log.RecordAccess(ctx, api.AccessRecord{At: time.Now().UTC(), TokenID: actor, Method: "CLI", Route: "lethe subject export",
+			RequestID: requestID, StreamIDs: fp.Streams, SubjectRefs: []string{string(fp.Ref)}, Events: fp.Events})
 	})
 	var erased *forgettable.SubjectErasedError
 	if errors.As(err, &erased) {
 		return fmt.Errorf("the subject was erased (erasure %s): none of their personal data is left to export; see lethe subject status", eventstore.EventID(erased.Erasure.ID))
 	}
 	if err != nil {
-		_ = w.Flush()
 		return fmt.Errorf("subject export failed; the output is incomplete (no \"complete\": true): %w", err)
 	}
-	fmt.Fprintf(w, "\n],\"count\":%d,\"complete\":true}\n", count)
-	return w.Flush()
+	return nil
 }
 
 // withShredding runs fn with the database and Vault of c, for the admin

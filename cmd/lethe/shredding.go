@@ -78,6 +78,7 @@ func openKeyStore(ctx context.Context, c config, log *slog.Logger, obs vault.Obs
 // shredding is crypto-shredding wired up: the event store, the key store,
 // the ledger and the forgettable store on top.
 type shredding struct {
+	pool   *pgxpool.Pool
 	events *postgres.Store
 	keys   *vault.Store
 	ledger *postgres.Ledger
@@ -92,7 +93,7 @@ func openShredding(ctx context.Context, c config, pool *pgxpool.Pool, log *slog.
 	events := postgres.New(pool, postgres.Options{Logger: log})
 	ledger := postgres.NewLedger(pool)
 	return &shredding{
-		events: events, keys: keys, ledger: ledger,
+		pool: pool, events: events, keys: keys, ledger: ledger,
 		store: forgettable.New(events, keys, ledger, ledger, forgettable.Options{Logger: log}),
 	}, nil
 }
