@@ -296,6 +296,9 @@ func (s *Server) recordAccess(ctx context.Context, r *http.Request, a forgettabl
 type accessTally struct {
 	streams, refs []string
 	events        int
+	// always: record even if nothing was decrypted (a subject export
+	// with no events still tells that the subject has none).
+	always bool
 }
 
 func (t *accessTally) add(a forgettable.Access, events []forgettable.RecordedEvent) {
@@ -324,7 +327,7 @@ func (t *accessTally) add(a forgettable.Access, events []forgettable.RecordedEve
 // record writes the tally to the access log, if anything personal was
 // decrypted; it must succeed before the response is sent.
 func (s *Server) record(ctx context.Context, r *http.Request, t *accessTally) error {
-	if t.events == 0 && len(t.streams) == 0 {
+	if t.events == 0 && len(t.streams) == 0 && !t.always {
 		return nil
 	}
 	if s.opts.AccessLog == nil {

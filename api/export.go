@@ -32,7 +32,7 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	started, err := WriteSubjectExport(ctx, s.opts.Subjects, subject, w, func(fp forgettable.Footprint) error {
-		if err := s.record(ctx, r, &accessTally{streams: fp.Streams, refs: []string{string(fp.Ref)}, events: fp.Events}); err != nil {
+		if err := s.record(ctx, r, &accessTally{streams: fp.Streams, refs: []string{string(fp.Ref)}, events: fp.Events, always: true}); err != nil {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -50,7 +50,7 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 	}
 	var erased *forgettable.SubjectErasedError
 	if errors.As(err, &erased) {
-		writeProblem(w, r, Problem{Type: ProblemTypeBase + "subject-erased", Title: problemTitles["subject-erased"], Status: http.StatusGone,
+		writeProblem(w, r, Problem{Type: ProblemTypeBase + "subject-gone", Title: problemTitles["subject-gone"], Status: http.StatusGone,
 			Detail: "The data subject was erased: none of their personal data is left to export. " +
 				"The erasure receipt: GET /v1/subjects/{subject}/erasure.",
 			ErasureID: uuidString(erased.Erasure.ID)})

@@ -60,6 +60,23 @@ func TestSubjectExport(t *testing.T) {
 		t.Errorf("%d access log rows for the export, want 1 naming the subject, its streams and %d events", logged, want)
 	}
 
+	// A subject with no data: an empty export, recorded all the same.
+	buf.Reset()
+	if _, err := tk.admin.ExportSubject(ctx, "nobody@example.com", &buf); err != nil {
+		t.Fatal(err)
+	}
+	var empty wire.SubjectExport
+	if err := json.Unmarshal(buf.Bytes(), &empty); err != nil || !empty.Complete || empty.Count != 0 || len(empty.Events) != 0 || len(empty.Streams) != 0 {
+		t.Fatalf("export of a subject without data: %s, %v", buf.Bytes(), err)
+	}
+	if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM access_log WHERE route = '/v1/subjects/{subject}/export' AND subject_refs = ARRAY[$1] AND events = 0`,
+		empty.SubjectRef).Scan(&logged); err != nil || logged != 1 {
+		t.Fatalf("access log rows of the empty export: %d, %v", logged, err)
+	}
+	if bytes.Contains(buf.Bytes(), []byte("nobody")) {
+		t.Error("the export names the subject id")
+	}
+
 	receipt, err := tk.admin.Erase(ctx, subject, wire.EraseRequest{Reason: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +84,7 @@ func TestSubjectExport(t *testing.T) {
 	buf.Reset()
 	_, err = tk.admin.ExportSubject(ctx, subject, &buf)
 	var p *wire.Problem
-	if !errors.As(err, &p) || p.Status != http.StatusGone || !strings.HasSuffix(p.Type, "/subject-erased") || p.ErasureID != receipt.ErasureID || buf.Len() != 0 {
-		t.Fatalf("export after the erasure: %v (%d bytes); want 410 subject-erased naming erasure %s", err, buf.Len(), receipt.ErasureID)
+	if !errors.As(err, &p) || p.Status != http.StatusGone || !strings.HasSuffix(p.Type, "/subject-gone") || p.ErasureID != receipt.ErasureID || buf.Len() != 0 {
+		t.Fatalf("export after the erasure: %v (%d bytes); want 410 subject-gone naming erasure %s", err, buf.Len(), receipt.ErasureID)
 	}
 }

@@ -59,6 +59,7 @@ var problemTitles = map[string]string{
 	"wrong-expected-version":   "Wrong expected version",
 	"duplicate-event-id":       "Duplicate event id",
 	"subject-erased":           "Data subject erased",
+	"subject-gone":             "Data subject erased: nothing to export",
 	"legal-hold":               "Legal hold",
 	"integrity-error":          "Integrity error",
 	"internal":                 "Internal error",

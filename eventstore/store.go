@@ -43,10 +43,11 @@ type ReadAllEachOptions struct {
 	// Limit is the most events to read (required: a read holds one
 	// snapshot while it runs, which holds back vacuum, so it is bounded).
 	Limit int
-	// WithoutData leaves Data, Metadata, SubjectRefs and ErasedRefs empty
-	// for events of user streams: for readers that use only the envelope
-	// (stream, type, version, position, time), such as counts. Events of
-	// system streams ($-prefixed: erasure records, few) keep theirs.
+	// WithoutData leaves SubjectRefs and ErasedRefs empty, and Data and
+	// Metadata for events of user streams: for readers that use only the
+	// envelope (stream, type, version, position, time), such as counts.
+	// Events of system streams ($-prefixed: erasure records, few) keep
+	// their data and metadata.
 	WithoutData bool
 }
 

@@ -265,6 +265,15 @@ func TestVaultDownFailsClosed(t *testing.T) {
 	if _, err := reader.ReadStream(ctx, "lead-12", eventstore.ReadStreamOptions{}, forgettable.Personal); !errors.Is(err, keystore.ErrUnavailable) {
 		t.Errorf("read of an uncached subject, Vault down: err = %v, want ErrUnavailable", err)
 	}
+	// A subject export: the keys cannot be had after the access is
+	// recorded, and nothing is handed over as redacted.
+	handed := 0
+	if err := reader.ExportSubject(ctx, casey, func(forgettable.Footprint) error { return nil }, func(forgettable.RecordedEvent) error {
+		handed++
+		return nil
+	}); !errors.Is(err, keystore.ErrUnavailable) || handed != 0 {
+		t.Errorf("subject export, Vault down: err = %v after %d events, want ErrUnavailable before any", err, handed)
+	}
 	if _, err := writer.Append(ctx, "lead-98", eventstore.NoStream, forgettable.Event{EventData: eventstoretest.Event("contacted")}); err != nil {
 		t.Errorf("append without personal data, Vault down: %v", err)
 	}

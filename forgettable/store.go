@@ -848,11 +848,16 @@ func (o *opening) worker() *openWorker {
 
 // source is the key source of the event being opened.
 func (w *openWorker) source(k keyID) (cipher.AEAD, string, error) {
+	o := w.o
+	// Another subject's field in a subject's export is restricted, erased
+	// or not: the export does not tell whether someone else was erased.
+	if o.only != nil && k.ref != *o.only {
+		return nil, ReasonRestricted, nil
+	}
 	if len(w.erased) > 0 && containsRef(w.erased, k.ref) {
 		return nil, ReasonForgotten, nil
 	}
-	o := w.o
-	if o.access != Personal || (o.only != nil && k.ref != *o.only) {
+	if o.access != Personal {
 		return nil, ReasonRestricted, nil
 	}
 	o.mu.RLock()
@@ -1238,11 +1243,10 @@ func (e *SubjectErasedError) Error() string { return "data subject erased" }
 // Unwrap makes errors.Is(err, keystore.ErrForgotten) true.
 func (e *SubjectErasedError) Unwrap() error { return keystore.ErrForgotten }
 
-// subjectEvents finds the events sealed under a subject reference
-// (eventstore/postgres Store).
+// subjectEvents reads the events sealed under a subject reference, in
+// one snapshot (eventstore/postgres Store).
 type subjectEvents interface {
-	SubjectFootprint(ctx context.Context, ref string) (streams []string, events int, last int64, err error)
-	EventsOfSubject(ctx context.Context, ref string, after, upTo int64, limit int) ([]eventstore.RecordedEvent, error)
+	SubjectEvents(ctx context.Context, ref string, pageSize int, footprint func(streams []string, events int) error, fn func([]eventstore.RecordedEvent) error) error
 }
 
 // exportPage is how many events a subject export reads at a time.
@@ -1263,8 +1267,9 @@ type Footprint struct {
 // Redacted, reason "restricted").
 //
 // Before any event is opened it finds the subject's footprint and calls
-// record with it (an access log entry must precede the disclosure); events
-// appended after that are not exported. It returns a *SubjectErasedError
+// record with it (an access log entry must precede the disclosure); the
+// footprint and the events come from one snapshot, so the export holds
+// exactly the events the footprint counts. It returns a *SubjectErasedError
 // for an erased subject (its data is gone; the events of generations
 // erased before a re-admission are not exported either), or an error
 // wrapping keystore.ErrUnavailable when a key cannot be had: never a
@@ -1284,23 +1289,22 @@ func (s *Store) ExportSubject(ctx context.Context, subject string, record func(F
 	} else if erased {
 		return &SubjectErasedError{Erasure: e}
 	}
-	streams, n, last, err := find.SubjectFootprint(ctx, string(ref))
-	if err != nil {
-		return fmt.Errorf("subject export: %w", err)
-	}
-	if err := record(Footprint{Ref: ref, Streams: streams, Events: n}); err != nil {
-		return err
-	}
 	var only [keystore.RefSize]byte
 	copy(only[:], ref.Bytes())
-	var after int64
-	for after < last {
-		page, err := find.EventsOfSubject(ctx, string(ref), after, last, exportPage)
+	return find.SubjectEvents(ctx, string(ref), exportPage, func(streams []string, n int) error {
+		return record(Footprint{Ref: ref, Streams: streams, Events: n})
+	}, func(page []eventstore.RecordedEvent) error {
+		// The pages come from a snapshot taken when the export began, so
+		// their erased_refs cannot show an erasure committed since: the
+		// ledger is asked afresh for each page, as a read asks it with
+		// every statement. Erased while the export ran: the rest is gone.
+		erased, err := s.ledger.Erased(ctx, []keystore.Ref{ref})
 		if err != nil {
 			return fmt.Errorf("subject export: %w", err)
 		}
-		if len(page) == 0 {
-			return nil
+		if erased[ref] {
+			er, _, _ := s.ledger.ErasureOf(ctx, ref)
+			return &SubjectErasedError{Erasure: er}
 		}
 		o := s.newOpening(Personal)
 		o.only = &only
@@ -1310,7 +1314,6 @@ func (s *Store) ExportSubject(ctx context.Context, subject string, record func(F
 		}
 		for _, e := range opened {
 			if containsRef(e.ErasedRefs, only) {
-				// Erased while the export ran: the rest is gone.
 				er, _, _ := s.ledger.ErasureOf(ctx, ref)
 				return &SubjectErasedError{Erasure: er}
 			}
@@ -1318,9 +1321,8 @@ func (s *Store) ExportSubject(ctx context.Context, subject string, record func(F
 				return err
 			}
 		}
-		after = page[len(page)-1].Position
-	}
-	return nil
+		return nil
+	})
 }
 
 // SetHold places (held true) or releases a legal hold on a subject.

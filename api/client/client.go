@@ -151,7 +151,7 @@ func (c *Client) Erasure(ctx context.Context, subject string) (wire.ErasureRecei
 // ExportSubject writes a data subject's access export (the document of
 // GET /v1/subjects/{subject}/export, format lethe-subject-export/1) to w
 // as it arrives, and returns how many bytes it wrote. An erased subject
-// is a *wire.Problem with status 410 and ErasureID set. A document cut off
+// is a *wire.Problem with status 410 (type subject-gone) and ErasureID set. A document cut off
 // (the connection aborted) is an error, and what w got lacks the final
 // "complete": true.
 func (c *Client) ExportSubject(ctx context.Context, subject string, w io.Writer) (int64, error) {

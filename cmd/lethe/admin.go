@@ -76,9 +76,6 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 // access (under the actor, "cli:USER" by default, as its token id).
 func exportSubject(ctx context.Context, s *forgettable.Store, log *apipg.AccessLog, subject, actor, requestID string, stdout io.Writer) error {
 	_, err := api.WriteSubjectExport(ctx, s, subject, stdout, func(fp forgettable.Footprint) error {
-		if fp.Events == 0 {
-			return nil // nothing disclosed
-		}
 		return log.RecordAccess(ctx, api.AccessRecord{At: time.Now().UTC(), TokenID: actor, Method: "CLI", Route: "lethe subject export",
 			RequestID: requestID, StreamIDs: fp.Streams, SubjectRefs: []string{string(fp.Ref)}, Events: fp.Events})
 	})

@@ -2,7 +2,7 @@
 //
 //	lethe serve             run the HTTP API
 //	lethe migrate           apply database migrations (--status: only report)
-//	lethe subject ...       erase a data subject, legal holds, re-admission, key rotation
+//	lethe subject ...       erase a data subject, legal holds, re-admission, key rotation, access export
 //	lethe policy ...        protection policies
 //	lethe erasures reapply  destroy erased subjects' keys again after a Vault restore
 //	lethe token ...         API tokens: create, list, revoke
@@ -47,7 +47,7 @@ const usage = `Lethe: a GDPR-compliant event store.
 Usage:
   lethe serve [flags]     run the HTTP API server
   lethe migrate [flags]   apply database migrations (--status: only report)
-  lethe subject ...       erase a data subject, legal holds, re-admission, key rotation
+  lethe subject ...       erase a data subject, legal holds, re-admission, key rotation, access export
   lethe policy ...        protection policies: fields that are always personal data
   lethe projection ...    persisted projections: status, rebuild
   lethe erasures reapply  destroy erased subjects' keys again after a Vault restore

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,7 +20,9 @@ func TestReadAllEach(t *testing.T) {
 	s := MustOpenStore(t)
 	ctx := testenv.Context(t)
 	for _, stream := range []string{"order-1", "$lethe-test", "order-2", "order-1"} {
-		if _, err := s.AppendToStream(ctx, stream, eventstore.Any, eventstoretest.Event("placed", "n", 1), eventstoretest.Event("placed", "n", 2)); err != nil {
+		sealed := eventstoretest.Event("placed", "n", 2)
+		sealed.SubjectRefs = []string{strings.Repeat("ab", 32)} // as if a field were sealed for a subject
+		if _, err := s.AppendToStream(ctx, stream, eventstore.Any, eventstoretest.Event("placed", "n", 1), sealed); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,8 +48,8 @@ func TestReadAllEach(t *testing.T) {
 		if i > 0 && e.Position <= all[i-1].Position {
 			t.Fatalf("event %d at position %d after %d", i, e.Position, all[i-1].Position)
 		}
-		if len(e.Data) == 0 || len(e.Metadata) == 0 {
-			t.Fatalf("event %d has no data or metadata", i)
+		if len(e.Data) == 0 || len(e.Metadata) == 0 || (i%2 == 1) != (len(e.SubjectRefs) == 1) {
+			t.Fatalf("event %d: data %s, metadata %s, subject refs %v", i, e.Data, e.Metadata, e.SubjectRefs)
 		}
 	}
 

@@ -733,50 +733,64 @@ func (s *Store) ReadAllEach(ctx context.Context, opts eventstore.ReadAllEachOpti
 	return n, err
 }
 
-// SubjectFootprint says where a subject reference's sealed data is: the
-// streams (sorted), the number of events and the highest position, from
-// the same index as EventsOfSubject and without reading any data.
-func (s *Store) SubjectFootprint(ctx context.Context, ref string) (streams []string, events int, last int64, err error) {
-	rows, err := s.pool.Query(ctx, `SELECT stream_id, count(*), max(position) FROM events
-		WHERE subject_refs @> ARRAY[$1::text] AND subject_refs IS NOT NULL AND subject_refs <> '{}'
-		GROUP BY stream_id ORDER BY stream_id`, ref)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("subject footprint: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var stream string
-		var n, pos int64
-		if err := rows.Scan(&stream, &n, &pos); err != nil {
-			return nil, 0, 0, fmt.Errorf("subject footprint: %w", err)
+// SubjectEvents reads the events whose personal data is sealed under the
+// subject reference ref, for a data subject's access export, in one
+// read-only REPEATABLE READ transaction: every statement sees the same
+// snapshot, so what footprint is told is exactly what fn is handed. First
+// footprint gets the streams (sorted) and the number of events; then fn
+// gets the events in position order, a page of at most pageSize at a
+// time. Either one's error stops the read and is returned. It walks the
+// GIN index on subject_refs, which holds references only, and is not
+// scoped by stream (a person's data spans streams): on a log partitioned
+// by stream it asks every partition. The transaction takes no transaction
+// id; its snapshot holds back vacuum while the export runs.
+func (s *Store) SubjectEvents(ctx context.Context, ref string, pageSize int, footprint func(streams []string, events int) error, fn func([]eventstore.RecordedEvent) error) error {
+	const where = `subject_refs @> ARRAY[$1::text] AND subject_refs IS NOT NULL AND subject_refs <> '{}'`
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT stream_id, count(*) FROM events WHERE `+where+` GROUP BY stream_id ORDER BY stream_id`, ref)
+		if err != nil {
+			return fmt.Errorf("events of a subject: %w", err)
 		}
-		streams, events, last = append(streams, stream), events+int(n), max(last, pos)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, 0, fmt.Errorf("subject footprint: %w", err)
-	}
-	return streams, events, last, nil
-}
-
-// EventsOfSubject returns up to limit events after position after and up
-// to position upTo, in
-// position order, whose personal data is sealed under the subject
-// reference ref: what a data subject's access export reads. It walks the
-// GIN index on subject_refs, which holds references only. It is not scoped
-// by stream (a person's data spans streams): on a log partitioned by
-// stream it asks every partition.
-func (s *Store) EventsOfSubject(ctx context.Context, ref string, after, upTo int64, limit int) ([]eventstore.RecordedEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+eventColumns+` FROM events
-		WHERE subject_refs @> ARRAY[$1::text] AND subject_refs IS NOT NULL AND subject_refs <> '{}' AND position > $2 AND position <= $3
-		ORDER BY position LIMIT $4`, ref, after, upTo, limitOrDefault(limit))
-	if err != nil {
-		return nil, fmt.Errorf("events of a subject: %w", err)
-	}
-	events, err := collectEvents(rows)
-	if err != nil {
-		return nil, fmt.Errorf("events of a subject: %w", err)
-	}
-	return events, nil
+		var streams []string
+		events := 0
+		for rows.Next() {
+			var stream string
+			var n int
+			if err := rows.Scan(&stream, &n); err != nil {
+				rows.Close()
+				return fmt.Errorf("events of a subject: %w", err)
+			}
+			streams, events = append(streams, stream), events+n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("events of a subject: %w", err)
+		}
+		if err := footprint(streams, events); err != nil {
+			return err
+		}
+		var after int64
+		for read := 0; read < events; {
+			rows, err := tx.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE `+where+` AND position > $2 ORDER BY position LIMIT $3`,
+				ref, after, limitOrDefault(pageSize))
+			if err != nil {
+				return fmt.Errorf("events of a subject: %w", err)
+			}
+			page, err := collectEvents(rows)
+			if err != nil {
+				return fmt.Errorf("events of a subject: %w", err)
+			}
+			if len(page) == 0 {
+				return nil
+			}
+			if err := fn(page); err != nil {
+				return err
+			}
+			read += len(page)
+			after = page[len(page)-1].Position
+		}
+		return nil
+	})
 }
 
 // ChangeNotifier returns the store's announcements of new events (from

@@ -17,7 +17,9 @@ import (
 )
 
 // positions is a DataFree projection that records the position of each
-// event it applies (a primary key: an event applied twice fails the
+// event it applies and whether it came bare, as DataFree promises (the
+// runner's contract; that the catch-up read leaves the data out is
+// TestReadAllEach's) (a primary key: an event applied twice fails the
 // batch), and for each erasure record the number of events applied before
 // it. onBatch, if set, runs in each ApplyBatch's transaction; resets, if
 // set, counts the Resets committed.
