@@ -110,6 +110,11 @@ type EventData struct {
 	// The store indexes them and refuses the append, with a
 	// *SubjectErasedError, if one of them has been erased.
 	SubjectRefs []string
+	// Actor is who appends the event, for the audit trail: an API token's
+	// id, "cli:USER", an erasure's actor. Optional; never personal data.
+	// It is part of the event's hash-chain link, not of its content: a
+	// retry by another actor is still the same append.
+	Actor string
 }
 
 // MaxSubjectsPerEvent bounds an event's SubjectRefs.
@@ -197,6 +202,12 @@ type RecordedEvent struct {
 	// were erased when the event was read, in the same statement: a
 	// reader never needs a cache, a broadcast or Vault to know it.
 	ErasedRefs []string
+	// Actor is who appended the event (EventData.Actor); empty when the
+	// writer named none.
+	Actor string
+	// Link is the event's link in its stream's hash chain (ChainLink):
+	// 32 bytes, or nil for an event stored before links existed.
+	Link []byte
 }
 
 // AppendResult describes a successful append.
