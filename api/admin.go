@@ -39,7 +39,7 @@ func (s *Server) erase(w http.ResponseWriter, r *http.Request) {
 	if e.Completion != nil && !e.Completion.CompletedAt.Before(start) {
 		s.metrics.erasures.Inc()
 	}
-	writeJSON(w, http.StatusOK, receipt(e))
+	writeJSON(w, http.StatusOK, ErasureSummary(e, time.Now()))
 }
 
 func (s *Server) erasure(w http.ResponseWriter, r *http.Request) {
@@ -56,18 +56,18 @@ func (s *Server) erasure(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, http.StatusNotFound, "not-erased", "This data subject has not been erased.")
 		return
 	}
-	writeJSON(w, http.StatusOK, receipt(e))
-}
-
-func receipt(e forgettable.Erasure) wire.ErasureReceipt {
-	out := wire.ErasureReceipt{ErasureID: uuidString(e.ID), SubjectRef: string(e.Ref), RequestedAt: e.RequestedAt, Actor: e.Actor,
-		RequestID: e.RequestID, Reason: e.Reason, LegalBasis: e.LegalBasis, Status: "pending"}
-	if c := e.Completion; c != nil {
-		out.Status = "completed"
-		out.Completion = &wire.ErasureCompletion{CompletedAt: c.CompletedAt, KeyExisted: c.KeyExisted, KeyVersionsDestroyed: c.VersionsDestroyed,
-			KeyVerifiedGone: c.KeyVerifiedGone, StreamsAffected: c.StreamsAffected, EventsAffected: c.EventsAffected}
+	// The same document as GET /v1/erasures/{erasureId}.
+	after, limit, err := receiptQuery(r.URL.Query())
+	if err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return
 	}
-	return out
+	out, err := s.receipt(r.Context(), e.ID, after, limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) hold(held bool) http.HandlerFunc {
@@ -144,7 +144,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := forgettable.Policy{EventType: eventType, Paths: req.Paths, UpdatedAt: time.Now().UTC(), UpdatedBy: actor(r)}
-	if err := s.opts.Policies.PutPolicy(r.Context(), p); err != nil {
+	if err := s.opts.Policies.PutPolicy(r.Context(), p, requestID(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -161,7 +161,7 @@ func (s *Server) deletePolicy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.opts.Policies.DeletePolicy(r.Context(), eventType); err != nil {
+	if err := s.opts.Policies.DeletePolicy(r.Context(), eventType, actor(r), requestID(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -173,19 +173,19 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p, _ := principalFrom(r.Context())
-	secret, t, err := GenerateToken(req.Name, req.Roles, p.TokenID)
+	secret, t, err := GenerateToken(req.Name, req.Roles, actor(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	t.RequestID = requestID(r)
 	stored, err := s.opts.Tokens.CreateToken(r.Context(), t)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	stored.Secret = secret
-	s.log.Info("token created", "token_id", stored.ID, "roles", stored.Roles, "by", p.TokenID, "request_id", requestID(r))
+	s.log.Info("token created", "token_id", stored.ID, "roles", stored.Roles, "by", actor(r), "request_id", requestID(r))
 	writeJSON(w, http.StatusCreated, stored)
 }
 
@@ -206,12 +206,11 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.opts.Tokens.RevokeToken(r.Context(), id); err != nil {
+	if err := s.opts.Tokens.RevokeToken(r.Context(), id, actor(r), requestID(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	s.auth.dropToken(id)
-	p, _ := principalFrom(r.Context())
-	s.log.Info("token revoked", "token_id", id, "by", p.TokenID, "request_id", requestID(r))
+	s.log.Info("token revoked", "token_id", id, "by", actor(r), "request_id", requestID(r))
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -53,14 +53,17 @@ type TokenStore interface {
 	// Authenticate returns the principal of a token's hash, or an error
 	// wrapping ErrUnauthenticated for an unknown or revoked token.
 	Authenticate(ctx context.Context, hash [32]byte) (Principal, error)
-	// CreateToken stores a new token's hash; the returned description has
-	// no secret.
+	// CreateToken stores a new token's hash, and its audit trail record
+	// (token.created, by t.CreatedBy) in the same transaction; the returned
+	// description has no secret.
 	CreateToken(ctx context.Context, t NewToken) (wire.Token, error)
 	// ListTokens returns every token, revoked ones included, oldest first.
 	ListTokens(ctx context.Context) ([]wire.Token, error)
 	// RevokeToken revokes a token by id (revoking twice is not an error);
-	// ErrTokenNotFound if there is no such token.
-	RevokeToken(ctx context.Context, id string) error
+	// ErrTokenNotFound if there is no such token. The revocation and its
+	// audit trail record (who: by, a token id or "cli:USER"; requestID,
+	// which may be empty) commit together.
+	RevokeToken(ctx context.Context, id, by, requestID string) error
 }
 
 // NewToken is a token to store.
@@ -69,7 +72,10 @@ type NewToken struct {
 	Name      string
 	Roles     []string
 	Hash      [32]byte
-	CreatedBy string // the creating principal's token id, or "cli"
+	CreatedBy string // the creating principal: "token:<id>", or "cli:USER"
+	// RequestID is the id of the request that creates it, for the audit
+	// trail; may be empty.
+	RequestID string
 }
 
 // tokenPrefix starts every Lethe token, so that secret scanners can find

@@ -36,6 +36,9 @@ var routeRoles = map[string][]string{
 	"GET /v1/subscribe":                    {wire.RoleReader, wire.RolePIIReader},
 	"POST /v1/subjects/{subject}/erase":    {wire.RoleAdmin},
 	"GET /v1/subjects/{subject}/erasure":   {wire.RoleAdmin},
+	"GET /v1/erasures":                     {wire.RoleAdmin, wire.RoleAuditor},
+	"GET /v1/erasures/{erasureId}":         {wire.RoleAdmin, wire.RoleAuditor},
+	"GET /v1/audit/export":                 {wire.RoleAdmin, wire.RoleAuditor},
 	"GET /v1/subjects/{subject}/export":    {wire.RoleAdmin},
 	"PUT /v1/subjects/{subject}/hold":      {wire.RoleAdmin},
 	"DELETE /v1/subjects/{subject}/hold":   {wire.RoleAdmin},
@@ -90,7 +93,7 @@ func TestRouteRoleMatrix(t *testing.T) {
 		}
 		method, pattern, _ := strings.Cut(rt, " ")
 		path := strings.NewReplacer("{streamId}", "matrix-1", "{subject}", "nobody@example.com", "{eventType}", "matrix-type",
-			"{tokenId}", eventstore.NewEventID().String(), "{category}", "lead", "{name}", "analytics").Replace(pattern)
+			"{tokenId}", eventstore.NewEventID().String(), "{erasureId}", eventstore.NewEventID().String(), "{category}", "lead", "{name}", "analytics").Replace(pattern)
 		call := func(token string) int {
 			t.Helper()
 			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -95,7 +95,7 @@ func (d *deployment) server(configure ...func(*api.Options)) *httptest.Server {
 	runnerDone := make(chan struct{})
 	go func() { defer close(runnerDone); runner.Run(ctx) }()
 	d.t.Cleanup(func() { cancel(); <-runnerDone })
-	opts := api.Options{Logger: log, Events: store, Subjects: store, Policies: store, Subscriber: events,
+	opts := api.Options{Logger: log, Events: store, Subjects: store, Policies: store, Subscriber: events, Erasures: ledger,
 		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), AdminToken: d.adminToken,
 		ReadModels: projpg.NewService(pool, runner, keys),
 		// Snapshots every 3 events: the state tests go through them.

@@ -154,6 +154,12 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, bad.status, bad.name, bad.detail)
 		return
 	}
+	// Who appends, for the audit trail: "token:<id>", as the erasure
+	// ledger names a token.
+	by := actor(r)
+	for i := range events {
+		events[i].Actor = by
+	}
 	res, err := s.opts.Events.Append(r.Context(), streamID, expected, events...)
 	var conflict *eventstore.WrongExpectedVersionError
 	switch {

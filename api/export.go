@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +32,10 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	started, err := WriteSubjectExport(ctx, s.opts.Subjects, subject, w, func(fp forgettable.Footprint) error {
+	// A subject with many events takes longer than the server's write
+	// timeout: the deadline moves with each write, as the audit export's.
+	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.limits.SSEWriteTimeout}
+	started, err := WriteSubjectExport(ctx, s.opts.Subjects, subject, dw, func(fp forgettable.Footprint) error {
 		if err := s.record(ctx, r, &accessTally{streams: fp.Streams, refs: []string{string(fp.Ref)}, events: fp.Events, always: true}); err != nil {
 			return err
 		}
@@ -95,7 +99,7 @@ func WriteSubjectExport(ctx context.Context, x SubjectExporter, subject string, 
 		_, err = bw.WriteString(`,"events":[`)
 		return err
 	}, func(e forgettable.RecordedEvent) error {
-		b, err := json.Marshal(toWireEvent(e))
+		b, err := json.Marshal(wire.ExportedEvent{Event: toWireEvent(e), Link: hex.EncodeToString(e.Link)})
 		if err != nil {
 			return err
 		}

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/lethe-store/lethe/api/client"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore/eventstoretest"
 	"github.com/lethe-store/lethe/internal/testenv"
@@ -86,5 +89,33 @@ func TestSubjectExport(t *testing.T) {
 	var p *wire.Problem
 	if !errors.As(err, &p) || p.Status != http.StatusGone || !strings.HasSuffix(p.Type, "/subject-gone") || p.ErasureID != receipt.ErasureID || buf.Len() != 0 {
 		t.Fatalf("export after the erasure: %v (%d bytes); want 410 subject-gone naming erasure %s", err, buf.Len(), receipt.ErasureID)
+	}
+}
+
+// A subject export longer than the server's write timeout is not cut off:
+// the deadline moves with each write.
+func TestSubjectExportOutlivesWriteTimeout(t *testing.T) {
+	d := newDeployment(t)
+	hs := d.server()
+	tk := d.tokens(hs)
+	ctx := testenv.Context(t)
+	for i := range 100 { // 100 copies of the lead: over one 64 KiB write
+		if _, err := tk.writer.Append(ctx, "lead-"+itoa(int64(100+i)), wire.Exact(-1), seedLead()...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same handler behind a server whose write deadline has always
+	// passed.
+	srv := httptest.NewUnstartedServer(hs.Config.Handler)
+	srv.Config.WriteTimeout = time.Nanosecond
+	srv.Start()
+	defer srv.Close()
+	var buf bytes.Buffer
+	if _, err := client.New(srv.URL, d.adminToken, srv.Client()).ExportSubject(ctx, eventstoretest.SeedSubject, &buf); err != nil {
+		t.Fatalf("export behind a 1 ns WriteTimeout: %v", err)
+	}
+	var doc wire.SubjectExport
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil || !doc.Complete || len(doc.Streams) != 100 || buf.Len() < 64<<10 {
+		t.Errorf("export: %d bytes, %d streams, complete %v, %v; want 100 streams over 64 KiB", buf.Len(), len(doc.Streams), doc.Complete, err)
 	}
 }

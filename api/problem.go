@@ -53,6 +53,7 @@ var problemTitles = map[string]string{
 	"policy-not-found":         "Policy not found",
 	"token-not-found":          "Token not found",
 	"not-erased":               "Subject not erased",
+	"erasure-not-found":        "Erasure not found",
 	"version-not-found":        "Version not found",
 	"projection-not-found":     "Projection not found",
 	"method-not-allowed":       "Method not allowed",

@@ -43,7 +43,7 @@ func TestIdenticalRetryAfterKeyRotation(t *testing.T) {
 	}
 	ledger := postgres.NewLedger(pool)
 	admin := forgettable.New(postgres.New(pool, postgres.Options{}), keys, ledger, ledger, forgettable.Options{})
-	if _, err := admin.RotateKey(ctx, subject); err != nil {
+	if _, err := admin.RotateKey(ctx, subject, "test", ""); err != nil {
 		t.Fatal(err)
 	}
 	// The client retries (its first answer was lost); the load balancer

@@ -56,8 +56,8 @@ type Subjects interface {
 type PolicyStore interface {
 	Policy(ctx context.Context, eventType string) (forgettable.Policy, error)
 	ListPolicies(ctx context.Context) ([]forgettable.Policy, error)
-	PutPolicy(ctx context.Context, p forgettable.Policy) error
-	DeletePolicy(ctx context.Context, eventType string) error
+	PutPolicy(ctx context.Context, p forgettable.Policy, requestID string) error
+	DeletePolicy(ctx context.Context, eventType, actor, requestID string) error
 }
 
 // Subscriber starts catch-up subscriptions; *postgres.Store (the event
@@ -85,7 +85,8 @@ type Limits struct {
 	DefaultPageSize int
 	// SSEHeartbeat is the interval of SSE heartbeats (default 15s), and
 	// SSEWriteTimeout how long a subscriber may take to accept one batch
-	// of events before it is disconnected (default 30s).
+	// of events before it is disconnected (default 30s); an audit export's
+	// client gets as long for each 64 KiB written.
 	SSEHeartbeat    time.Duration
 	SSEWriteTimeout time.Duration
 }
@@ -142,6 +143,12 @@ type Options struct {
 	// ReadModels answers the lookup, analytics and projection routes;
 	// nil: they answer 404 projection-not-found.
 	ReadModels ReadModels
+	// Audit reads the audit trail for GET /v1/audit/export.
+	Audit AuditTrail
+	// Erasures reads the erasure ledger for the erasure receipts (GET
+	// /v1/erasures, /v1/erasures/{erasureId} and
+	// /v1/subjects/{subject}/erasure); nil: those routes fail.
+	Erasures ErasureLedger
 	// AdminToken is the bootstrap admin token (LETHE_ADMIN_TOKEN), held in
 	// memory only; empty: none.
 	AdminToken string
@@ -242,6 +249,9 @@ func (s *Server) routes() *chi.Mux {
 		r.With(s.require(wire.RoleReader, wire.RolePIIReader, wire.RoleAuditor)).Get("/analytics/{category}", s.analytics)
 		r.With(s.require(readers...)).Get("/streams/{streamId}/subscribe", s.subscribeStream)
 		r.With(s.require(readers...)).Get("/subscribe", s.subscribeAll)
+		r.With(s.require(wire.RoleAuditor, wire.RoleAdmin)).Get("/audit/export", s.exportAudit)
+		r.With(s.require(wire.RoleAuditor, wire.RoleAdmin)).Get("/erasures", s.listErasures)
+		r.With(s.require(wire.RoleAuditor, wire.RoleAdmin)).Get("/erasures/{erasureId}", s.getErasure)
 		r.Group(func(r chi.Router) {
 			r.Use(s.require(admins...))
 			r.Post("/subjects/{subject}/erase", s.erase)

@@ -24,6 +24,12 @@
 // Appends are idempotent by event id: repeating an append with the same
 // event ids and content succeeds without writing anything twice.
 //
+// Each stream's events form a hash chain over the events as stored
+// (ContentDigest, ChainLink, over data and metadata in a canonical JSON
+// form, AppendCanonicalJSON): ChainVerifier checks one, so that an edit
+// behind the store's back is found. See docs/architecture.md "The hash
+// chain".
+//
 // This package depends on the standard library only; the PostgreSQL
 // implementation lives in eventstore/postgres.
 package eventstore

@@ -71,8 +71,8 @@ func TestExportDisclosesOnlyWhatTheFootprintRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer blocker.Rollback(ctx)
-	if _, err := blocker.Exec(ctx, `INSERT INTO events (position, stream_id, version, event_id, type, data, metadata)
-		VALUES (pg_current_xact_id()::text::bigint << 16, 'person-late', 0, gen_random_uuid(), 'x', '{}', '{}')`); err != nil {
+	if _, err := blocker.Exec(ctx, `INSERT INTO events (position, stream_id, version, event_id, type, data, metadata, link)
+		VALUES (pg_current_xact_id()::text::bigint << 16, 'person-late', 0, gen_random_uuid(), 'x', '{}', '{}', sha256(''))`); err != nil {
 		t.Fatal(err)
 	}
 	late := make(chan error, 1)

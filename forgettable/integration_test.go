@@ -368,7 +368,7 @@ func TestPoliciesHoldsReadmissionRotationAndRetries(t *testing.T) {
 	ctx := testenv.Context(t)
 
 	// A policy makes /phone-number personal data of lead-initialized.
-	if err := s.PutPolicy(ctx, forgettable.Policy{EventType: "lead-initialized", Paths: []string{"/phone-number", "/first-name"}, UpdatedBy: "admin"}); err != nil {
+	if err := s.PutPolicy(ctx, forgettable.Policy{EventType: "lead-initialized", Paths: []string{"/phone-number", "/first-name"}, UpdatedBy: "admin"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.Append(ctx, "lead-1", eventstore.NoStream, forgettable.Event{EventData: eventstoretest.Event("lead-initialized", "phone-number", "555-1234")})
@@ -391,7 +391,7 @@ func TestPoliciesHoldsReadmissionRotationAndRetries(t *testing.T) {
 	}
 
 	// Rotation: new events use version 2; old ones still open.
-	if v, err := s.RotateKey(ctx, "kim@example.com"); err != nil || v != 2 {
+	if v, err := s.RotateKey(ctx, "kim@example.com", "test", ""); err != nil || v != 2 {
 		t.Fatalf("rotate = %d, %v", v, err)
 	}
 	fresh := e.instance()
@@ -526,7 +526,7 @@ func TestLongStreamReadStreaming(t *testing.T) {
 	if _, err := w.Append(ctx, "long-1", eventstore.NoStream, batch(0, n/2)...); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.RotateKey(ctx, "ann@example.com"); err != nil {
+	if _, err := w.RotateKey(ctx, "ann@example.com", "test", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Append(ctx, "long-1", eventstore.Any, batch(n/2, n/2)...); err != nil {
@@ -578,7 +578,7 @@ func TestRetryAfterRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.RotateKey(ctx, "ann@example.com"); err != nil {
+	if _, err := s.RotateKey(ctx, "ann@example.com", "test", ""); err != nil {
 		t.Fatal(err)
 	}
 	again, err := s.Append(ctx, "retry-1", eventstore.NoStream, ev)

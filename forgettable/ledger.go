@@ -66,6 +66,9 @@ type Ledger interface {
 	// Readmit records that the erased ref's subject continues under
 	// successor. Returns ErrNotErased if erased is not erased.
 	Readmit(ctx context.Context, erased, successor keystore.Ref, actor, reason string) error
+	// RecordKeyRotation records in the audit trail that actor rotated
+	// ref's key to version (requestID may be empty).
+	RecordKeyRotation(ctx context.Context, ref keystore.Ref, version int, actor, requestID string) error
 }
 
 // Policy is a protection policy: the fields of an event type that are
@@ -85,10 +88,13 @@ var ErrPolicyNotFound = errors.New("no protection policy for this event type")
 type Policies interface {
 	// Policy returns an event type's policy, or ErrPolicyNotFound.
 	Policy(ctx context.Context, eventType string) (Policy, error)
-	// PutPolicy creates or replaces a policy.
-	PutPolicy(ctx context.Context, p Policy) error
-	// DeletePolicy removes a policy; ErrPolicyNotFound if there is none.
-	DeletePolicy(ctx context.Context, eventType string) error
+	// PutPolicy creates or replaces a policy and records the change
+	// (p.UpdatedBy, requestID, which may be empty) in the audit trail,
+	// atomically.
+	PutPolicy(ctx context.Context, p Policy, requestID string) error
+	// DeletePolicy removes a policy and records the change in the audit
+	// trail, atomically; ErrPolicyNotFound if there is none.
+	DeletePolicy(ctx context.Context, eventType, actor, requestID string) error
 	// ListPolicies returns every policy, by event type.
 	ListPolicies(ctx context.Context) ([]Policy, error)
 }

@@ -202,21 +202,24 @@ func ValidatePolicy(p Policy) error {
 	return checkOverlaps(ptrs)
 }
 
-// PutPolicy validates and stores a protection policy.
-func (s *Store) PutPolicy(ctx context.Context, p Policy) error {
+// PutPolicy validates and stores a protection policy, changed by
+// p.UpdatedBy in the request requestID (may be empty): the audit trail
+// records both.
+func (s *Store) PutPolicy(ctx context.Context, p Policy, requestID string) error {
 	if err := ValidatePolicy(p); err != nil {
 		return err
 	}
-	if err := s.policies.PutPolicy(ctx, p); err != nil {
+	if err := s.policies.PutPolicy(ctx, p, requestID); err != nil {
 		return err
 	}
 	s.PolicyChanged(p.EventType)
 	return nil
 }
 
-// DeletePolicy removes a protection policy.
-func (s *Store) DeletePolicy(ctx context.Context, eventType string) error {
-	if err := s.policies.DeletePolicy(ctx, eventType); err != nil {
+// DeletePolicy removes a protection policy; actor and requestID (may be
+// empty) go to the audit trail.
+func (s *Store) DeletePolicy(ctx context.Context, eventType, actor, requestID string) error {
+	if err := s.policies.DeletePolicy(ctx, eventType, actor, requestID); err != nil {
 		return err
 	}
 	s.PolicyChanged(eventType)
@@ -1186,7 +1189,7 @@ func (s *Store) appendErasureRecord(ctx context.Context, e Erasure, c ErasureCom
 	if err != nil {
 		return err
 	}
-	_, err = s.events.AppendToStream(ctx, ErasedStreamID, eventstore.Any, eventstore.EventData{ID: e.ID, Type: "subject-erased", Data: data})
+	_, err = s.events.AppendToStream(ctx, ErasedStreamID, eventstore.Any, eventstore.EventData{ID: e.ID, Type: "subject-erased", Data: data, Actor: e.Actor})
 	if errors.Is(err, eventstore.ErrDuplicateEventID) {
 		return nil // recorded by an earlier, interrupted call (its completion time differed)
 	}
@@ -1211,9 +1214,8 @@ func (s *Store) appendFenceRecord(ctx context.Context, e Erasure) error {
 	if err != nil {
 		return err
 	}
-	id := e.ID
-	id[0] ^= 0xff // not the erasure id: that one names the "subject-erased" record
-	_, err = s.events.AppendToStream(ctx, ErasedStreamID, eventstore.Any, eventstore.EventData{ID: id, Type: SubjectFencedType, Data: data})
+	id, _ := ErasureRecordIDs(e.ID) // not the erasure id: that one names the "subject-erased" record
+	_, err = s.events.AppendToStream(ctx, ErasedStreamID, eventstore.Any, eventstore.EventData{ID: id, Type: SubjectFencedType, Data: data, Actor: e.Actor})
 	if errors.Is(err, eventstore.ErrDuplicateEventID) {
 		return nil
 	}
@@ -1358,8 +1360,15 @@ func (s *Store) Readmit(ctx context.Context, subject, actor, reason string) (key
 }
 
 // RotateKey adds a new version of a subject's key; new appends use it,
-// older events stay readable with the versions they were sealed with.
-func (s *Store) RotateKey(ctx context.Context, subject string) (int, error) {
+// older events stay readable with the versions they were sealed with. The
+// audit trail records the rotation (subject reference, new version, actor
+// and requestID, which may be empty) once the key store made it: should
+// that record fail, the error says so, and the key is rotated all the
+// same (rotating again records the next version).
+func (s *Store) RotateKey(ctx context.Context, subject, actor, requestID string) (int, error) {
+	if actor == "" {
+		return 0, errors.New("rotate key: the request needs an actor")
+	}
 	ref, err := s.currentRef(ctx, subject)
 	if err != nil {
 		return 0, fmt.Errorf("rotate key: %w", err)
@@ -1374,6 +1383,9 @@ func (s *Store) RotateKey(ctx context.Context, subject string) (int, error) {
 	k, err := s.keys.Rotate(ctx, ref)
 	if err != nil {
 		return 0, fmt.Errorf("rotate key: %w", err)
+	}
+	if err := s.ledger.RecordKeyRotation(ctx, ref, k.Version(), actor, requestID); err != nil {
+		return k.Version(), fmt.Errorf("rotate key: rotated to version %d, but not recorded in the audit trail: %w", k.Version(), err)
 	}
 	return k.Version(), nil
 }

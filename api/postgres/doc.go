@@ -1,6 +1,9 @@
 // Package postgres stores the HTTP API's tokens and access log in
 // PostgreSQL (migrations/004_api.sql): Tokens implements api.TokenStore and
-// AccessLog implements api.AccessLog.
+// AccessLog implements api.AccessLog. AuditTrail implements api.AuditTrail:
+// it reads the audit trail from the append-only tables that record each
+// action (migrations/009_audit.sql), and token changes write their
+// audit_log rows in their own transactions.
 //
 // Tokens are stored as SHA-256 hashes only; the secret is shown once, when
 // the token is created. A revocation commits together with a NOTIFY on

@@ -89,7 +89,7 @@ func TestTokenLifecycle(t *testing.T) {
 
 	// Revoke: authentication fails at once; the token is still listed,
 	// with its revocation time; revoking again keeps the first time.
-	if err := tokens.RevokeToken(ctx, tok.ID); err != nil {
+	if err := tokens.RevokeToken(ctx, tok.ID, "test", ""); err != nil {
 		t.Fatalf("RevokeToken: %v", err)
 	}
 	if _, err := tokens.Authenticate(ctx, api.HashToken(secret)); !errors.Is(err, api.ErrUnauthenticated) {
@@ -113,7 +113,7 @@ func TestTokenLifecycle(t *testing.T) {
 		return time.Time{}
 	}
 	first := revokedAt()
-	if err := tokens.RevokeToken(ctx, strings.ToUpper(tok.ID)); err != nil {
+	if err := tokens.RevokeToken(ctx, strings.ToUpper(tok.ID), "test", ""); err != nil {
 		t.Fatalf("second RevokeToken: %v", err)
 	}
 	if again := revokedAt(); !again.Equal(first) {
@@ -124,7 +124,7 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 
 	for _, id := range []string{"4b0d6d0e-2b7c-4f43-9c1e-6f0d3b0e9a11", "not-a-uuid", "", "4b0d6d0e+2b7c+4f43+9c1e+6f0d3b0e9a11"} {
-		if err := tokens.RevokeToken(ctx, id); !errors.Is(err, api.ErrTokenNotFound) {
+		if err := tokens.RevokeToken(ctx, id, "test", ""); !errors.Is(err, api.ErrTokenNotFound) {
 			t.Errorf("RevokeToken(%q) err = %v, want ErrTokenNotFound", id, err)
 		}
 	}
@@ -181,7 +181,7 @@ func TestTokenSecretNeverStored(t *testing.T) {
 	pool := MustOpenPool(t)
 	tokens := postgres.NewTokens(pool)
 	secret, tok := mustCreate(t, tokens, "ci", wire.RoleAdmin)
-	if err := tokens.RevokeToken(ctx, tok.ID); err != nil {
+	if err := tokens.RevokeToken(ctx, tok.ID, "test", ""); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := pool.Query(ctx, `SELECT * FROM api_tokens`)
@@ -235,7 +235,7 @@ func TestTokenRevocationIsFinal(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE api_tokens SET roles = '{admin}'`); !isSQLState(err, "LT003") {
 		t.Errorf("granting a role: err = %v, want SQLSTATE LT003", err)
 	}
-	if err := tokens.RevokeToken(ctx, tok.ID); err != nil {
+	if err := tokens.RevokeToken(ctx, tok.ID, "test", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, `UPDATE api_tokens SET revoked_at = NULL`); !isSQLState(err, "LT003") {
@@ -288,14 +288,14 @@ func TestListenHearsRevocations(t *testing.T) {
 	if got := next(); got != "" {
 		t.Fatalf("first call: got %q, want the empty id", got)
 	}
-	if err := revoker.RevokeToken(ctx, strings.ToUpper(tok.ID)); err != nil {
+	if err := revoker.RevokeToken(ctx, strings.ToUpper(tok.ID), "test", ""); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := next(), tok.ID; got != want {
 		t.Fatalf("heard %q, want %q", got, want)
 	}
 	// A refused revocation announces nothing.
-	if err := revoker.RevokeToken(ctx, "00000000-0000-4000-8000-000000000000"); !errors.Is(err, api.ErrTokenNotFound) {
+	if err := revoker.RevokeToken(ctx, "00000000-0000-4000-8000-000000000000", "test", ""); !errors.Is(err, api.ErrTokenNotFound) {
 		t.Fatal(err)
 	}
 	select {
@@ -349,7 +349,7 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'L
 		t.Fatalf("terminated %d listening backends, %v; want 1", killed, err)
 	}
 	expect("")
-	if err := tokens.RevokeToken(ctx, tok.ID); err != nil {
+	if err := tokens.RevokeToken(ctx, tok.ID, "test", ""); err != nil {
 		t.Fatal(err)
 	}
 	expect(tok.ID)

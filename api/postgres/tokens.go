@@ -49,7 +49,9 @@ func (t *Tokens) Authenticate(ctx context.Context, hash [32]byte) (api.Principal
 }
 
 // CreateToken implements api.TokenStore. It refuses unknown roles
-// (api.ErrInvalidRole) and an id that is not a UUID.
+// (api.ErrInvalidRole) and an id that is not a UUID. The token and its
+// audit_log row (token.created: id, name, roles; never the secret or its
+// hash) commit together.
 func (t *Tokens) CreateToken(ctx context.Context, nt api.NewToken) (wire.Token, error) {
 	if err := api.ValidateRoles(nt.Roles); err != nil {
 		return wire.Token{}, fmt.Errorf("create token: %w", err)
@@ -58,11 +60,20 @@ func (t *Tokens) CreateToken(ctx context.Context, nt api.NewToken) (wire.Token, 
 	if !ok {
 		return wire.Token{}, errors.New("create token: the id is not a UUID")
 	}
+	if nt.CreatedBy == "" {
+		return wire.Token{}, errors.New("create token: no creator")
+	}
 	tok := wire.Token{ID: nt.ID, Name: nt.Name, Roles: slices.Clone(nt.Roles), CreatedBy: nt.CreatedBy}
-	err := t.pool.QueryRow(ctx, `
+	err := pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
 INSERT INTO api_tokens (id, name, roles, token_hash, created_by) VALUES ($1, $2, $3, $4, $5)
 RETURNING id::text, created_at`,
-		id, nt.Name, nt.Roles, nt.Hash[:], nt.CreatedBy).Scan(&tok.ID, &tok.CreatedAt)
+			id, nt.Name, nt.Roles, nt.Hash[:], nt.CreatedBy).Scan(&tok.ID, &tok.CreatedAt)
+		if err != nil {
+			return err
+		}
+		return auditToken(ctx, tx, "token.created", tok.ID, nt.Name, nt.Roles, nt.CreatedBy, nt.RequestID)
+	})
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique_violation
@@ -72,6 +83,16 @@ RETURNING id::text, created_at`,
 	}
 	tok.CreatedAt = tok.CreatedAt.UTC()
 	return tok, nil
+}
+
+// auditToken writes a token change's audit_log row in tx: the token's id,
+// name and roles.
+func auditToken(ctx context.Context, tx pgx.Tx, kind, id, name string, roles []string, by, requestID string) error {
+	_, err := tx.Exec(ctx, `
+INSERT INTO audit_log (kind, actor, request_id, details)
+VALUES ($1, $2, $3, jsonb_build_object('tokenId', $4::text, 'name', $5::text, 'roles', $6::text[]))`,
+		kind, by, requestID, id, name, roles)
+	return err
 }
 
 // ListTokens implements api.TokenStore: every token, revoked ones
@@ -104,25 +125,42 @@ SELECT id::text, name, roles, created_at, created_by, revoked_at FROM api_tokens
 }
 
 // RevokeToken implements api.TokenStore. Revoking a revoked token keeps its
-// first revocation time. The revocation and its announcement on
+// first revocation time and records nothing. The revocation, its audit_log
+// row (token.revoked: id, name, roles) and its announcement on
 // TokenChannel commit together. It returns api.ErrTokenNotFound for an
 // unknown id, or one that is not a UUID.
-func (t *Tokens) RevokeToken(ctx context.Context, id string) error {
+func (t *Tokens) RevokeToken(ctx context.Context, id, by, requestID string) error {
 	uuid, ok := parseUUID(id)
 	if !ok {
 		return fmt.Errorf("revoke token: %w", api.ErrTokenNotFound)
 	}
+	if by == "" {
+		return errors.New("revoke token: no actor")
+	}
 	err := pgx.BeginFunc(ctx, t.pool, func(tx pgx.Tx) error {
 		// The id as the database spells it (lowercase), which is how
-		// Authenticate names the token, so listeners match it.
-		var stored string
-		err := tx.QueryRow(ctx, `UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id::text`,
-			uuid).Scan(&stored)
+		// Authenticate names the token, so listeners match it. The row
+		// lock makes one of two concurrent revocations the first.
+		var (
+			stored, name string
+			roles        []string
+			revoked      bool
+		)
+		err := tx.QueryRow(ctx, `SELECT id::text, name, roles, revoked_at IS NOT NULL FROM api_tokens WHERE id = $1 FOR UPDATE`,
+			uuid).Scan(&stored, &name, &roles, &revoked)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return api.ErrTokenNotFound
 		}
 		if err != nil {
 			return err
+		}
+		if !revoked {
+			if _, err := tx.Exec(ctx, `UPDATE api_tokens SET revoked_at = now() WHERE id = $1`, uuid); err != nil {
+				return err
+			}
+			if err := auditToken(ctx, tx, "token.revoked", stored, name, roles, by, requestID); err != nil {
+				return err
+			}
 		}
 		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, TokenChannel, stored)
 		return err

@@ -188,7 +188,7 @@ type Problem struct {
 	Detail    string `json:"detail,omitempty"`
 	Instance  string `json:"instance,omitempty"`
 	RequestID string `json:"requestId,omitempty"`
-	// ErasureID names the erasure behind a 410 subject-erased (a
+	// ErasureID names the erasure behind a 410 subject-gone (a
 	// subject export).
 	ErasureID string `json:"erasureId,omitempty"`
 }
@@ -221,6 +221,18 @@ type ErasureReceipt struct {
 	// destroyed yet (the subject is fenced; erase again to finish).
 	Status     string             `json:"status"`
 	Completion *ErasureCompletion `json:"completion"`
+	// CompletedAt is Completion's time; null while pending.
+	CompletedAt *time.Time `json:"completedAt"`
+	// Deadline ends the one month of GDPR Art. 12(3), counted from
+	// RequestedAt (when Lethe recorded the request): one calendar month
+	// later in UTC, or the last day of that month if it has no such day.
+	Deadline time.Time `json:"deadline"`
+	// Overdue: completed after Deadline, or still pending past it.
+	Overdue bool `json:"overdue"`
+
+	// The proof's details: in GET /v1/erasures/{erasureId} and GET
+	// /v1/subjects/{subject}/erasure, not in lists and erase answers.
+	ErasureProof
 }
 
 // ErasureCompletion is what an erasure did.
@@ -576,10 +588,21 @@ type SubjectExport struct {
 	SubjectRef  string    `json:"subjectRef"`
 	GeneratedAt time.Time `json:"generatedAt"`
 	// Streams are the streams holding the subject's events, sorted.
-	Streams []string `json:"streams"`
-	Events  []Event  `json:"events"`
-	Count   int      `json:"count"`
+	Streams []string        `json:"streams"`
+	Events  []ExportedEvent `json:"events"`
+	Count   int             `json:"count"`
 	// Complete is true at the end of a whole export: a document without
 	// it was cut off.
 	Complete bool `json:"complete"`
+}
+
+// ExportedEvent is an event of a subject access export: the event as the
+// subject may see it, and its link in its stream's hash chain, so that
+// `lethe verify --file` can check that the store still holds the event as
+// it was when exported (docs/architecture.md "The hash chain").
+type ExportedEvent struct {
+	Event
+	// Link is the event's hash-chain link as stored (64 hex digits);
+	// absent for an event stored before links existed.
+	Link string `json:"link,omitempty"`
 }

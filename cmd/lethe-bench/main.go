@@ -84,6 +84,9 @@ type machine struct {
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == auditChildCommand {
+		return auditChild(ctx, stdout)
+	}
 	fs := flag.NewFlagSet("lethe-bench", flag.ContinueOnError)
 	var o options
 	var only string

@@ -31,6 +31,7 @@ func suites() []suite {
 		{"forgettable", benchForgettable},
 		{"api/append", benchAPI},
 		{"projection", benchProjection},
+		{"audit", benchAudit},
 	}
 }
 

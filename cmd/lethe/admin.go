@@ -47,7 +47,7 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 	f.string(&actor, "actor", "LETHE_ACTOR", defaultActor(getenv), "who does this, for the ledger")
 	f.fs.StringVar(&reason, "reason", "", "why (no personal data here)")
 	f.fs.StringVar(&legalBasis, "legal-basis", "", "erase: the legal basis, e.g. \"GDPR Art. 17(1)(a)\"")
-	f.fs.StringVar(&requestID, "request-id", "", "erase: your reference of the request")
+	f.fs.StringVar(&requestID, "request-id", "", "erase, rotate: your reference of the request")
 	if err := f.parse(args[1:]); err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 		})
 	}
 	return withShredding(ctx, c, stderr, func(sh *shredding) error {
-		return subjectCommand(ctx, cmd, sh.store, subject, actor, reason, legalBasis, requestID, stdout, stderr)
+		return subjectCommand(ctx, cmd, sh, subject, actor, reason, legalBasis, requestID, stdout, stderr)
 	})
 }
 
@@ -106,14 +106,16 @@ func withShredding(ctx context.Context, c config, stderr io.Writer, fn func(*shr
 	return fn(sh)
 }
 
-func subjectCommand(ctx context.Context, cmd string, s *forgettable.Store, subject, actor, reason, legalBasis, requestID string, stdout, stderr io.Writer) error {
+func subjectCommand(ctx context.Context, cmd string, sh *shredding, subject, actor, reason, legalBasis, requestID string, stdout, stderr io.Writer) error {
+	s := sh.store
 	switch cmd {
 	case "erase":
-		receipt, err := s.Forget(ctx, subject, forgettable.ErasureRequest{Actor: actor, RequestID: requestID, Reason: reason, LegalBasis: legalBasis})
+		// The answer of POST /v1/subjects/{subject}/erase.
+		e, err := s.Forget(ctx, subject, forgettable.ErasureRequest{Actor: actor, RequestID: requestID, Reason: reason, LegalBasis: legalBasis})
 		if err != nil {
 			return err
 		}
-		return printJSON(stdout, receipt)
+		return printJSON(stdout, api.ErasureSummary(e, time.Now()))
 	case "status":
 		e, ok, err := s.Erasure(ctx, subject)
 		if err != nil {
@@ -123,7 +125,13 @@ func subjectCommand(ctx context.Context, cmd string, s *forgettable.Store, subje
 			fmt.Fprintln(stdout, `{"status":"not erased"}`)
 			return nil
 		}
-		return printJSON(stdout, e)
+		// The document of GET /v1/subjects/{subject}/erasure, and of
+		// lethe erasures get.
+		r, err := fullReceipt(ctx, sh.pool, sh.ledger, e.ID)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, r)
 	case "hold", "release":
 		if err := s.SetHold(ctx, subject, cmd == "hold", actor, reason); err != nil {
 			return err
@@ -138,7 +146,7 @@ func subjectCommand(ctx context.Context, cmd string, s *forgettable.Store, subje
 		fmt.Fprintf(stdout, "re-admitted: new personal data goes under subject reference %s; erased data stays unreadable\n", ref)
 		return nil
 	case "rotate":
-		v, err := s.RotateKey(ctx, subject)
+		v, err := s.RotateKey(ctx, subject, actor, requestID)
 		if err != nil {
 			return err
 		}
@@ -171,7 +179,7 @@ func runPolicy(ctx context.Context, args []string, getenv func(string) string, s
 	c.bindDatabase(f)
 	f.fs.StringVar(&eventType, "type", "", "event type")
 	f.fs.StringVar(&paths, "paths", "", "comma-separated JSON Pointers")
-	f.string(&actor, "actor", "LETHE_ACTOR", defaultActor(getenv), "who does this")
+	f.string(&actor, "actor", "LETHE_ACTOR", defaultActor(getenv), "who does this, for the audit trail")
 	if err := f.parse(args[1:]); err != nil {
 		return err
 	}
@@ -204,7 +212,7 @@ func runPolicy(ctx context.Context, args []string, getenv func(string) string, s
 		if err := forgettable.ValidatePolicy(p); err != nil {
 			return err
 		}
-		if err := ledger.PutPolicy(ctx, p); err != nil {
+		if err := ledger.PutPolicy(ctx, p, ""); err != nil {
 			return err
 		}
 		p, err = ledger.Policy(ctx, eventType)
@@ -213,7 +221,7 @@ func runPolicy(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		return printJSON(stdout, p)
 	case "delete":
-		if err := ledger.DeletePolicy(ctx, eventType); err != nil {
+		if err := ledger.DeletePolicy(ctx, eventType, actor, ""); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "policy for %s deleted\n", eventType)
@@ -237,28 +245,6 @@ func defaultActor(getenv func(string) string) string {
 		return "cli@" + h
 	}
 	return "cli"
-}
-
-const erasuresUsage = `Usage: lethe erasures reapply [flags]
-
-  reapply   destroy, again, the Vault key of every subject in the erasure
-            ledger. Run it after restoring Vault from a backup taken before
-            some erasures: the backup brings their keys back.
-`
-
-func runErasures(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "reapply" {
-		fmt.Fprint(stderr, erasuresUsage)
-		return errors.New("no erasures command given")
-	}
-	var c config
-	f := newFlagSet("erasures reapply", getenv, stderr)
-	c.bindDatabase(f)
-	c.bindVaultAll(f)
-	if err := f.parse(args[1:]); err != nil {
-		return err
-	}
-	return withShredding(ctx, c, stderr, func(sh *shredding) error { return reapplyErasures(ctx, sh, stdout) })
 }
 
 func reapplyErasures(ctx context.Context, sh *shredding, stdout io.Writer) error {

@@ -4,9 +4,11 @@
 //	lethe migrate           apply database migrations (--status: only report)
 //	lethe subject ...       erase a data subject, legal holds, re-admission, key rotation, access export
 //	lethe policy ...        protection policies
-//	lethe erasures reapply  destroy erased subjects' keys again after a Vault restore
+//	lethe erasures ...      the erasure ledger and receipts (list, get); reapply erasures after a Vault restore
 //	lethe token ...         API tokens: create, list, revoke
+//	lethe audit export      the audit trail, as NDJSON or CSV
 //	lethe projection ...    persisted projections: status, rebuild
+//	lethe verify            check the hash chains of the store, a stream or an export file
 //	lethe version           print the version
 //
 // Configuration comes from environment variables (LETHE_DATABASE_URL,
@@ -38,7 +40,7 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "lethe:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err)) // 1, or what the command says (lethe verify: 2 for usage)
 	}
 }
 
@@ -50,8 +52,10 @@ Usage:
   lethe subject ...       erase a data subject, legal holds, re-admission, key rotation, access export
   lethe policy ...        protection policies: fields that are always personal data
   lethe projection ...    persisted projections: status, rebuild
-  lethe erasures reapply  destroy erased subjects' keys again after a Vault restore
+  lethe erasures ...      erasure receipts and the deadline report (list, get); reapply after a Vault restore
   lethe token ...         API tokens: create, list, revoke
+  lethe verify            check the hash chains: the whole store, --stream ID, or --file EXPORT
+  lethe audit export      the audit trail, without personal data, as NDJSON or CSV
   lethe version           print the version
 
 Run "lethe COMMAND -h" for a command's flags. Every flag can also be set by
@@ -78,8 +82,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runProjection(ctx, rest, getenv, stdout, stderr)
 	case "erasures":
 		return runErasures(ctx, rest, getenv, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		return runToken(ctx, rest, getenv, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, rest, getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "lethe", version)
 		return nil

@@ -167,8 +167,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer func() { stopRunner(); <-runnerDone }()
 	server := api.NewServer(api.Options{
 		Logger: log, Readiness: checks, Metrics: metrics,
-		Events: store, Subjects: store, Policies: store, Subscriber: events,
-		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), AdminToken: adminToken,
+		Events: store, Subjects: store, Policies: store, Subscriber: events, Erasures: ledger,
+		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), Audit: apipg.NewAuditTrail(pool), AdminToken: adminToken,
 		ReadModels:  projpg.NewService(pool, runner, blinder),
 		StateLoader: &projection.Loader{Events: events, Snapshots: projpg.NewSnapshots(pool), Opener: store, Every: snapshotEvery},
 		Limits:      api.Limits{MaxBodyBytes: int64(maxBody), MaxEventsPerAppend: maxEvents, MaxEventBytes: maxEventBytes},

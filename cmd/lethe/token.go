@@ -24,6 +24,9 @@ hashes: a token's secret is printed once, when it is created.
   list                                print every token (never a secret)
   revoke ID                           revoke a token, at once in every server
 
+create and revoke are recorded in the audit trail under --actor
+($LETHE_ACTOR, default cli:$USER).
+
 Roles: %s.
 `
 
@@ -38,9 +41,12 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("unknown token command %q", cmd)
 	}
 	var c config
-	var roles, name string
+	var roles, name, actor string
 	f := newFlagSet("token "+cmd, getenv, stderr)
 	c.bindDatabase(f)
+	if cmd != "list" {
+		f.string(&actor, "actor", "LETHE_ACTOR", defaultActor(getenv), "who does this, for the audit trail")
+	}
 	if cmd == "create" {
 		f.fs.StringVar(&roles, "role", "", "comma-separated roles: "+strings.Join(wire.Roles, ", "))
 		f.fs.StringVar(&name, "name", "", "what the token is for (no personal data here)")
@@ -61,7 +67,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	switch cmd {
 	case "create":
 		var err error
-		if secret, nt, err = api.GenerateToken(name, splitList(roles), "cli"); err != nil {
+		if secret, nt, err = api.GenerateToken(name, splitList(roles), actor); err != nil {
 			return err
 		}
 	case "revoke":
@@ -97,7 +103,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		return printTokens(stdout, list)
 	default: // revoke
-		if err := tokens.RevokeToken(ctx, operands[0]); err != nil {
+		if err := tokens.RevokeToken(ctx, operands[0], actor, ""); err != nil {
 			if errors.Is(err, api.ErrTokenNotFound) {
 				return fmt.Errorf("token %s: %w", strconv.Quote(operands[0]), api.ErrTokenNotFound)
 			}

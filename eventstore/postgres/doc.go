@@ -9,6 +9,12 @@
 // position P" gap-free without serialising writers: see
 // docs/architecture.md.
 //
+// Every event stores its link in its stream's hash chain (eventstore.ChainLink
+// over eventstore.ContentDigest): the append computes it from the stream's
+// head link in the same statement (COPY: in Go, from the head read with the
+// version). VerifyChains recomputes every chain from the stored bytes, and
+// LinksAt looks up the heads that exports quote (`lethe verify`).
+//
 // Subscriptions are woken by LISTEN/NOTIFY on the channel "lethe_events"; a
 // store sends one coalesced NOTIFY after its appends commit (never inside
 // the append transaction, where NOTIFY would serialise all commits), and a

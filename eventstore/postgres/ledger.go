@@ -227,8 +227,10 @@ func (l *Ledger) Policy(ctx context.Context, eventType string) (forgettable.Poli
 // cached policies.
 const PolicyChannel = "lethe_policies"
 
-// PutPolicy implements forgettable.Policies.
-func (l *Ledger) PutPolicy(ctx context.Context, p forgettable.Policy) error {
+// PutPolicy implements forgettable.Policies. The policy, its audit_log
+// row (policy.put: the event type and paths) and the change announcement
+// commit together.
+func (l *Ledger) PutPolicy(ctx context.Context, p forgettable.Policy, requestID string) error {
 	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `
 INSERT INTO protection_policies (event_type, paths, updated_by) VALUES ($1, $2, $3)
@@ -237,20 +239,29 @@ ON CONFLICT (event_type) DO UPDATE SET paths = EXCLUDED.paths, updated_by = EXCL
 		if err != nil {
 			return fmt.Errorf("put protection policy: %w", err)
 		}
+		if err := auditPolicy(ctx, tx, "policy.put", p.EventType, p.Paths, p.UpdatedBy, requestID); err != nil {
+			return fmt.Errorf("put protection policy: %w", err)
+		}
 		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PolicyChannel, p.EventType)
 		return err
 	})
 }
 
-// DeletePolicy implements forgettable.Policies.
-func (l *Ledger) DeletePolicy(ctx context.Context, eventType string) error {
+// DeletePolicy implements forgettable.Policies. The deletion, its
+// audit_log row (policy.deleted: the event type and the paths it had) and
+// the change announcement commit together.
+func (l *Ledger) DeletePolicy(ctx context.Context, eventType, actor, requestID string) error {
 	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM protection_policies WHERE event_type = $1`, eventType)
+		var paths []string
+		err := tx.QueryRow(ctx, `DELETE FROM protection_policies WHERE event_type = $1 RETURNING paths`, eventType).Scan(&paths)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return forgettable.ErrPolicyNotFound
+		}
 		if err != nil {
 			return fmt.Errorf("delete protection policy: %w", err)
 		}
-		if tag.RowsAffected() == 0 {
-			return forgettable.ErrPolicyNotFound
+		if err := auditPolicy(ctx, tx, "policy.deleted", eventType, paths, actor, requestID); err != nil {
+			return fmt.Errorf("delete protection policy: %w", err)
 		}
 		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PolicyChannel, eventType)
 		return err

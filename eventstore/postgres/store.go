@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +41,8 @@ type Store struct {
 	pool       *pgxpool.Pool
 	log        *slog.Logger
 	safetyPoll time.Duration
+
+	hashers sync.Pool // *eventstore.ChainHasher: content digests of appends
 
 	changes *broadcaster  // wakes this process's subscriptions
 	pending chan struct{} // appends waiting to be announced with NOTIFY
@@ -84,16 +87,32 @@ func (s *Store) Close() {
 // Pool returns the store's connection pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
+// headSQL reads a stream's last version (-1 for no stream) and its link:
+// always one row.
+const headSQL = `SELECT coalesce(h.version, -1) AS v, h.link
+    FROM (VALUES (1)) o(x) LEFT JOIN LATERAL (
+        SELECT version, link FROM events WHERE stream_id = $1 ORDER BY version DESC LIMIT 1
+    ) h ON true`
+
+// recordedAtMicros is now() (the recorded_at of the append's events) in
+// Unix microseconds, exactly: extract returns numeric.
+const recordedAtMicros = `(extract(epoch FROM now()) * 1000000)::bigint`
+
+// appendSQL appends 2 to 9 events in one statement. The links are chained
+// in the database (migrations/010 lethe_chain_links), from the stream's
+// head link, with the content digests computed in Go ($9).
 const appendSQL = `
-WITH cur AS (
-    SELECT coalesce(max(version), -1) AS v FROM events WHERE stream_id = $1
+WITH cur AS (` + headSQL + `
 ), ok AS (
-    SELECT v, pg_current_xact_id()::text::bigint << 16 AS base FROM cur
+    SELECT v, pg_current_xact_id()::text::bigint << 16 AS base, link FROM cur
     WHERE $2::bigint = -2 OR ($2::bigint = -3 AND v >= 0) OR v = $2::bigint
+), chained AS (
+    SELECT v, base, lethe_chain_links(link, v + 1, base, ` + recordedAtMicros + `, $9::bytea[]) AS links FROM ok
 ), ins AS (
-    INSERT INTO events (position, stream_id, version, event_id, type, data, metadata, subject_refs)
-    SELECT ok.base + e.ord - 1, $1, ok.v + e.ord, e.id, e.type, e.data, e.meta, string_to_array(NULLIF(e.refs, ''), ',')
-    FROM ok, unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[], $7::text[]) WITH ORDINALITY AS e(id, type, data, meta, refs, ord)
+    INSERT INTO events (position, stream_id, version, event_id, type, data, metadata, subject_refs, recorded_at, actor, link)
+    SELECT c.base + e.ord - 1, $1, c.v + e.ord, e.id, e.type, e.data, e.meta, string_to_array(NULLIF(e.refs, ''), ','),
+           now(), NULLIF(e.actor, ''), c.links[e.ord]
+    FROM chained c, unnest($3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[], $7::text[], $8::text[]) WITH ORDINALITY AS e(id, type, data, meta, refs, actor, ord)
     RETURNING version, position
 )
 SELECT count(*), coalesce(min(version), -1), coalesce(max(version), -1),
@@ -110,23 +129,31 @@ type appendArgs struct {
 	// refsJoined are refs as comma-joined strings, for appendSQL (SQL
 	// arrays cannot be ragged).
 	refsJoined []string
+	actors     []string
+	// digests are the events' content digests (eventstore.ContentDigest),
+	// from which the links are chained once the versions, positions and
+	// time are known.
+	digests [][]byte
 }
 
 var emptyObject = []byte("{}")
 
-func newAppendArgs(events []eventstore.EventData) (appendArgs, error) {
+func (s *Store) newAppendArgs(streamID string, events []eventstore.EventData) (appendArgs, error) {
 	a := appendArgs{
-		ids:   make([]pgtype.UUID, len(events)),
-		types: make([]string, len(events)),
-		data:  make([][]byte, len(events)),
-		meta:  make([][]byte, len(events)),
-		refs:  make([][]string, len(events)),
+		ids:     make([]pgtype.UUID, len(events)),
+		types:   make([]string, len(events)),
+		data:    make([][]byte, len(events)),
+		meta:    make([][]byte, len(events)),
+		refs:    make([][]string, len(events)),
+		actors:  make([]string, len(events)),
+		digests: make([][]byte, len(events)),
 	}
 	anyRefs := false
 	for i, e := range events {
 		if err := e.Validate(); err != nil {
 			return a, &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
 		}
+		a.actors[i] = e.Actor
 		a.ids[i] = pgtype.UUID{Bytes: e.ID, Valid: true}
 		a.types[i] = e.Type
 		a.data[i] = e.Data
@@ -145,7 +172,36 @@ func newAppendArgs(events []eventstore.EventData) (appendArgs, error) {
 			a.refsJoined[i] = strings.Join(r, ",")
 		}
 	}
+	if len(events) < copyThreshold {
+		// COPY computes them while its first round trip is on its way.
+		if err := s.computeDigests(streamID, events, &a); err != nil {
+			return a, err
+		}
+	}
 	return a, nil
+}
+
+// computeDigests sets a.digests (once: retries reuse them).
+func (s *Store) computeDigests(streamID string, events []eventstore.EventData, a *appendArgs) error {
+	if a.digests[0] != nil {
+		return nil
+	}
+	h, _ := s.hashers.Get().(*eventstore.ChainHasher)
+	if h == nil {
+		h = new(eventstore.ChainHasher)
+	}
+	defer s.hashers.Put(h)
+	digests := make([]byte, len(events)*eventstore.LinkSize) // one allocation for all
+	for i, e := range events {
+		d, err := h.ContentDigest(streamID, e.ID, e.Type, e.Data, e.Metadata, e.SubjectRefs, e.Actor)
+		if err != nil { // Validate accepted it: a lone surrogate, an exponent out of range
+			clear(a.digests)
+			return &eventstore.InvalidEventError{Index: i, Reason: err.Error()}
+		}
+		a.digests[i] = digests[i*eventstore.LinkSize : (i+1)*eventstore.LinkSize : (i+1)*eventstore.LinkSize]
+		copy(a.digests[i], d[:])
+	}
+	return nil
 }
 
 // isInvalidValue reports whether an append's SQLSTATE says the client's
@@ -173,7 +229,7 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 	if len(events) == 0 || len(events) > eventstore.MaxEventsPerAppend {
 		return eventstore.AppendResult{}, fmt.Errorf("append to %s: %d events (want 1 to %d): %w", streamID, len(events), eventstore.MaxEventsPerAppend, eventstore.ErrTooManyEvents)
 	}
-	args, err := newAppendArgs(events)
+	args, err := s.newAppendArgs(streamID, events)
 	if err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
 	}
@@ -183,7 +239,11 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 		var err error
 		if len(events) == 1 {
 			res.StreamID = streamID
-			err = s.pool.QueryRow(ctx, appendOneSQL, streamID, int64(expected), args.ids[0], args.types[0], args.data[0], args.meta[0], args.refs[0]).
+			var actor *string
+			if args.actors[0] != "" {
+				actor = &args.actors[0]
+			}
+			err = s.pool.QueryRow(ctx, appendOneSQL, streamID, int64(expected), args.ids[0], args.types[0], args.data[0], args.meta[0], args.refs[0], actor, args.digests[0]).
 				Scan(&res.FirstVersion, &res.FirstPosition)
 			if err == nil {
 				n, res.LastVersion, res.LastPosition = 1, res.FirstVersion, res.FirstPosition
@@ -191,10 +251,14 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 				err = nil
 			}
 		} else if len(events) >= copyThreshold {
-			res, n, err = s.appendCopy(ctx, streamID, expected, args)
+			res, n, err = s.appendCopy(ctx, streamID, expected, events, &args)
+			var invalid *eventstore.InvalidEventError
+			if errors.As(err, &invalid) {
+				return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
+			}
 		} else {
 			res.StreamID = streamID
-			err = s.pool.QueryRow(ctx, appendSQL, streamID, int64(expected), args.ids, args.types, args.data, args.meta, args.refsJoined).
+			err = s.pool.QueryRow(ctx, appendSQL, streamID, int64(expected), args.ids, args.types, args.data, args.meta, args.refsJoined, args.actors, args.digests).
 				Scan(&n, &res.FirstVersion, &res.LastVersion, &res.FirstPosition, &res.LastPosition)
 		}
 		if err == nil && n == int64(len(events)) {
@@ -232,14 +296,23 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 // round trips than the single statement, but much cheaper per row.
 const copyThreshold = 10
 
-var copyColumns = []string{"position", "stream_id", "version", "event_id", "type", "data", "metadata", "subject_refs"}
+// copyColumns are the columns a COPY sends; copyActorColumns adds actor,
+// for a batch with an actor. recorded_at is left to its default, now():
+// the transaction's start, the time read with the head and hashed into
+// the links. (Each column costs every row of a COPY: a batch without
+// actors does not send a column of NULLs.)
+var (
+	copyColumns      = []string{"position", "stream_id", "version", "event_id", "type", "data", "metadata", "subject_refs", "link"}
+	copyActorColumns = append(slices.Clip(copyColumns), "actor")
+)
 
 // appendCopy appends a batch in a transaction: it reads the stream's version
-// (assigning the transaction id that positions derive from), checks the
-// expected version, and COPYs the rows. As in the single statement, the
+// and head link (assigning the transaction id that positions derive from)
+// and the transaction's time, checks the expected version, chains the
+// links in Go and COPYs the rows. As in the single statement, the
 // primary key decides a race with a concurrent writer. It returns n = 0 when
 // the expected version does not match.
-func (s *Store) appendCopy(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, a appendArgs) (res eventstore.AppendResult, n int64, err error) {
+func (s *Store) appendCopy(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []eventstore.EventData, a *appendArgs) (res eventstore.AppendResult, n int64, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return res, 0, err
@@ -248,12 +321,16 @@ func (s *Store) appendCopy(ctx context.Context, streamID string, expected events
 	// BEGIN and the version read go in one round trip.
 	batch := &pgx.Batch{}
 	batch.Queue(`BEGIN`)
-	batch.Queue(`SELECT coalesce(max(version), -1), pg_current_xact_id()::text::bigint << 16 FROM events WHERE stream_id = $1`, streamID)
+	batch.Queue(`SELECT cur.v, cur.link, pg_current_xact_id()::text::bigint << 16, now() FROM (`+headSQL+`) cur`, streamID)
 	br := conn.SendBatch(ctx, batch)
+	// The content digests, while the database answers.
+	derr := s.computeDigests(streamID, events, a)
 	var current, base int64
+	var head []byte
+	var at time.Time
 	_, err = br.Exec()
 	if err == nil {
-		err = br.QueryRow().Scan(&current, &base)
+		err = br.QueryRow().Scan(&current, &head, &base, &at)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -262,6 +339,9 @@ func (s *Store) appendCopy(ctx context.Context, streamID string, expected events
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_, _ = conn.Exec(rctx, `ROLLBACK`)
+	}
+	if err == nil {
+		err = derr
 	}
 	if err != nil {
 		rollback()
@@ -272,8 +352,31 @@ func (s *Store) appendCopy(ctx context.Context, streamID string, expected events
 		return res, 0, nil
 	}
 	count := len(a.ids)
-	_, err = conn.CopyFrom(ctx, pgx.Identifier{"events"}, copyColumns, pgx.CopyFromSlice(count, func(i int) ([]any, error) {
-		return []any{base + int64(i), streamID, current + 1 + int64(i), a.ids[i], a.types[i], a.data[i], a.meta[i], a.refs[i]}, nil
+	links := make([]byte, count*eventstore.LinkSize)
+	prev := head
+	for i := range count {
+		var d [eventstore.LinkSize]byte
+		copy(d[:], a.digests[i])
+		l := eventstore.ChainLink(prev, current+1+int64(i), base+int64(i), at, d)
+		prev = links[i*eventstore.LinkSize : (i+1)*eventstore.LinkSize : (i+1)*eventstore.LinkSize]
+		copy(prev, l[:])
+	}
+	columns := copyColumns
+	if slices.ContainsFunc(a.actors, func(s string) bool { return s != "" }) {
+		columns = copyActorColumns
+	}
+	row := make([]any, len(columns))
+	_, err = conn.CopyFrom(ctx, pgx.Identifier{"events"}, columns, pgx.CopyFromSlice(count, func(i int) ([]any, error) {
+		row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8] =
+			base+int64(i), streamID, current+1+int64(i), a.ids[i], a.types[i], a.data[i], a.meta[i], a.refs[i],
+			links[i*eventstore.LinkSize:(i+1)*eventstore.LinkSize]
+		if len(row) > 9 {
+			row[9] = nil
+			if a.actors[i] != "" {
+				row[9] = a.actors[i]
+			}
+		}
+		return row, nil
 	}))
 	if err != nil {
 		rollback()
@@ -304,14 +407,17 @@ func expectationMet(expected eventstore.ExpectedVersion, current int64) bool {
 }
 
 // appendOneSQL is appendSQL for the most common append, a single event:
-// the same rule with no arrays, no CTE and no aggregate, which is measurably
-// cheaper (make bench). It returns no row when the expected version does not
-// match.
+// the same rule with no arrays and no aggregate, which is measurably
+// cheaper (make bench), and the link computed inline from the head's link
+// and the content digest ($9). It returns no row when the expected version
+// does not match.
 const appendOneSQL = `
-INSERT INTO events (position, stream_id, version, event_id, type, data, metadata, subject_refs)
-SELECT pg_current_xact_id()::text::bigint << 16, $1, cur.v + 1, $3, $4, $5, $6, $7
-FROM (SELECT coalesce(max(version), -1) AS v FROM events WHERE stream_id = $1) cur
-WHERE $2::bigint = -2 OR ($2::bigint = -3 AND cur.v >= 0) OR cur.v = $2::bigint
+INSERT INTO events (position, stream_id, version, event_id, type, data, metadata, subject_refs, recorded_at, actor, link)
+SELECT c.pos, $1, c.v + 1, $3, $4, $5, $6, $7, now(), $8,
+       sha256(coalesce(c.link, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+              || int8send(c.v + 1) || int8send(c.pos) || int8send(` + recordedAtMicros + `) || $9::bytea)
+FROM (SELECT cur.v, cur.link, pg_current_xact_id()::text::bigint << 16 AS pos FROM (` + headSQL + `) cur) c
+WHERE $2::bigint = -2 OR ($2::bigint = -3 AND c.v >= 0) OR c.v = $2::bigint
 RETURNING version, position`
 
 const duplicateSQL = `
@@ -419,18 +525,19 @@ func (s *Store) conflict(ctx context.Context, streamID string, expected eventsto
 // eventColumns are the columns of a read. The last one consults the erasure
 // ledger in the same statement, so that a read never serves a subject's data
 // once its erasure has committed, whatever the caches of this process say.
-const eventColumns = `stream_id, version, position, event_id, type, data, metadata, recorded_at, subject_refs,
+const eventColumns = `stream_id, version, position, event_id, type, data, metadata, recorded_at, actor, link, subject_refs,
     CASE WHEN subject_refs IS NULL OR subject_refs = '{}' THEN NULL
          ELSE ARRAY(SELECT x.subject_ref FROM erasures x WHERE x.subject_ref = ANY (subject_refs)) END AS erased_refs`
 
 func scanEvent(row pgx.Row) (eventstore.RecordedEvent, error) {
 	var e eventstore.RecordedEvent
 	var id pgtype.UUID
+	var actor pgtype.Text
 	// Data and metadata scan as plain bytes: as json.RawMessage (a
 	// json.Unmarshaler) pgx would re-validate every document that
 	// PostgreSQL already validated, which dominated read profiles.
-	err := row.Scan(&e.StreamID, &e.Version, &e.Position, &id, &e.Type, (*[]byte)(&e.Data), (*[]byte)(&e.Metadata), &e.RecordedAt, &e.SubjectRefs, &e.ErasedRefs)
-	e.ID = id.Bytes
+	err := row.Scan(&e.StreamID, &e.Version, &e.Position, &id, &e.Type, (*[]byte)(&e.Data), (*[]byte)(&e.Metadata), &e.RecordedAt, &actor, &e.Link, &e.SubjectRefs, &e.ErasedRefs)
+	e.ID, e.Actor = id.Bytes, actor.String
 	e.RecordedAt = e.RecordedAt.UTC()
 	return e, err
 }
@@ -599,7 +706,7 @@ func readAllSQL(byType, byCategory bool) string {
 	b.WriteString(`
 WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16 AS horizon)
 SELECT h.horizon, (SELECT max(position) FROM events),
-       e.stream_id, e.version, e.position, e.event_id, e.type, e.data, e.metadata, e.recorded_at, e.subject_refs, e.erased_refs
+       e.stream_id, e.version, e.position, e.event_id, e.type, e.data, e.metadata, e.recorded_at, e.actor, e.link, e.subject_refs, e.erased_refs
 FROM h LEFT JOIN LATERAL (
     SELECT ` + eventColumns + ` FROM events
     WHERE position > $1 AND position < h.horizon`)
@@ -647,14 +754,15 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			id       pgtype.UUID
 			typ      pgtype.Text
 			at       pgtype.Timestamptz
+			actor    pgtype.Text
 		)
-		if err := rows.Scan(&horizon, &maxPosition, &stream, &version, &position, &id, &typ, (*[]byte)(&e.Data), (*[]byte)(&e.Metadata), &at, &e.SubjectRefs, &e.ErasedRefs); err != nil {
+		if err := rows.Scan(&horizon, &maxPosition, &stream, &version, &position, &id, &typ, (*[]byte)(&e.Data), (*[]byte)(&e.Metadata), &at, &actor, &e.Link, &e.SubjectRefs, &e.ErasedRefs); err != nil {
 			return eventstore.AllPage{}, fmt.Errorf("read $all: %w", err)
 		}
 		if !stream.Valid { // no event: the row only carries the horizon
 			continue
 		}
-		e.StreamID, e.Version, e.Position, e.ID, e.Type, e.RecordedAt = stream.String, version.Int64, position.Int64, id.Bytes, typ.String, at.Time.UTC()
+		e.StreamID, e.Version, e.Position, e.ID, e.Type, e.RecordedAt, e.Actor = stream.String, version.Int64, position.Int64, id.Bytes, typ.String, at.Time.UTC(), actor.String
 		if page.Events == nil {
 			// Sized on the first event, not before: an idle poll
 			// allocates nothing, and a full page seldom grows.
@@ -682,7 +790,7 @@ func readAllEachSQL(withoutData bool) string {
 	if withoutData {
 		cols = `stream_id, version, position, event_id, type,
     CASE WHEN left(stream_id, 1) = '$' THEN data END, CASE WHEN left(stream_id, 1) = '$' THEN metadata END,
-    recorded_at, NULL::text[], NULL::text[]`
+    recorded_at, actor, link, NULL::text[], NULL::text[]`
 	}
 	return `SELECT ` + cols + ` FROM events
 WHERE position > $1 AND position < (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)

@@ -241,8 +241,16 @@ func testTailingReader(t *testing.T, read func(ctx context.Context, s *postgres.
 				}
 				var n int64
 				var v1, v2, p1, p2 int64
-				err = tx.QueryRow(ctx, postgres.AppendSQL, fmt.Sprintf("slow-%d", w), int64(eventstore.Any),
-					[]pgtype.UUID{{Bytes: e.ID, Valid: true}}, []string{e.Type}, [][]byte{e.Data}, [][]byte{[]byte("{}")}, []string{""}).
+				stream := fmt.Sprintf("slow-%d", w)
+				d, err := eventstore.ContentDigest(stream, e.ID, e.Type, e.Data, nil, nil, "")
+				if err != nil {
+					_ = tx.Rollback(ctx)
+					writeErr <- err
+					return
+				}
+				err = tx.QueryRow(ctx, postgres.AppendSQL, stream, int64(eventstore.Any),
+					[]pgtype.UUID{{Bytes: e.ID, Valid: true}}, []string{e.Type}, [][]byte{e.Data}, [][]byte{[]byte("{}")}, []string{""},
+					[]string{""}, [][]byte{d[:]}).
 					Scan(&n, &v1, &v2, &p1, &p2)
 				if err != nil || n != 1 {
 					_ = tx.Rollback(ctx)
