@@ -14,7 +14,7 @@ func TestBanner(t *testing.T) {
 		{"/home/ada/my lethe's", `  cd '/home/ada/my lethe'\''s'` + "\n"},
 	} {
 		var buf bytes.Buffer
-		st := localState{AdminToken: "admin", Token: "writer", ReaderToken: "reader"}
+		st := localState{AdminToken: "admin", Token: "writer", ReaderToken: "reader", AuditorToken: "auditor"}
 		printBanner(&buf, "http://127.0.0.1:8080", st, "postgres://x", "http://127.0.0.1:8200", tc.root, tc.root+"/.lethe", tc.root+"/.lethe/pg")
 		out := buf.String()
 		for _, want := range []string{
@@ -45,10 +45,13 @@ func TestBannerTour(t *testing.T) {
 		`/v1/streams/lead-12/state?version=2"`,
 		`/v1/streams/lead-12/state?version=6"`,
 		`/v1/streams/lead-12/history"`,
+		"/v1/subjects/casey.davis@example.com/export",
 		"/v1/subjects/casey.davis@example.com/erase",
 		`/v1/streams/lead-12/state" -H "Authorization: Bearer $LETHE_TOKEN"`,
 		"which make run sent already",
 		"-d @docs/examples/lead-12.json",
+		`/v1/audit/export" -H "Authorization: Bearer $LETHE_AUDITOR_TOKEN"`,
+		"bin/lethe verify",
 	} {
 		i := strings.Index(out[last+1:], step)
 		if i < 0 {

@@ -86,6 +86,10 @@ curl -s "$LETHE_URL/v1/streams/lead-12/state" -H "Authorization: Bearer $LETHE_R
 # The history: every name and phone number the lead ever had
 curl -s "$LETHE_URL/v1/streams/lead-12/history" -H "Authorization: Bearer $LETHE_TOKEN"
 
+# Casey's access export (GDPR Art. 15/20), before the erasure: her events,
+# her fields decrypted; after it, 410 subject-gone with the erasure's id
+curl -s "$LETHE_URL/v1/subjects/casey.davis@example.com/export" -H "Authorization: Bearer $LETHE_ADMIN_TOKEN"
+
 # Erase casey (GDPR Art. 17): the receipt; then the state again: the story
 # stays (contacted twice, ordered, converted), her fields are "forgotten"
 curl -s -X POST "$LETHE_URL/v1/subjects/casey.davis@example.com/erase" \
@@ -107,10 +111,20 @@ curl -sN "$LETHE_URL/v1/subscribe" -H "Authorization: Bearer $LETHE_READER_TOKEN
 curl -s "$LETHE_URL/healthz"
 curl -s "$LETHE_URL/readyz"
 
+# The compliance view (auditor): every append, disclosure, erasure, hold and
+# token change, with a count and SHA-256 on the last line; the erasures with
+# their deadline, key check and the read models they reached
+curl -s "$LETHE_URL/v1/audit/export" -H "Authorization: Bearer $LETHE_AUDITOR_TOKEN"
+curl -s "$LETHE_URL/v1/audit/export?format=csv&kind=erasure.requested,erasure.completed" -H "Authorization: Bearer $LETHE_AUDITOR_TOKEN"
+curl -s "$LETHE_URL/v1/erasures" -H "Authorization: Bearer $LETHE_AUDITOR_TOKEN"
+
 # The admin commands, with this deployment's settings:
 . .lethe/env
 bin/lethe policy put --type lead-initialized --paths /first-name,/last-name,/phone-number
 bin/lethe token list
+bin/lethe verify                                   # every stream's hash chain holds
+bin/lethe audit export > audit.ndjson && bin/lethe verify --file audit.ndjson
+bin/lethe erasures list                             # then: bin/lethe erasures get --id ID
 
 # The lead as a Go aggregate (load, decide, append, conflicts): examples/lead
 `
@@ -287,10 +301,11 @@ type localState struct {
 	PostgresPort int    `json:"postgres_port"`
 	VaultPort    int    `json:"vault_port"`
 	AdminToken   string `json:"admin_token"`
-	// The demo tokens made through the API: writer + pii-reader, and
-	// reader only.
-	Token       string `json:"token,omitempty"`
-	ReaderToken string `json:"reader_token,omitempty"`
+	// The demo tokens made through the API: writer + pii-reader, reader
+	// only, and auditor.
+	Token        string `json:"token,omitempty"`
+	ReaderToken  string `json:"reader_token,omitempty"`
+	AuditorToken string `json:"auditor_token,omitempty"`
 }
 
 // runLocal is "lethe-dev run": Lethe with its services, data kept in .lethe.
@@ -452,7 +467,8 @@ func runLocal(ctx context.Context, args []string, stdout, stderr io.Writer) (err
 		return err
 	}
 	loadSeedLead(ctx, url, st.Token, root, progress)
-	fmt.Fprintf(&envFile, "export LETHE_URL='%s'\nexport LETHE_TOKEN='%s'\nexport LETHE_READER_TOKEN='%s'\n", url, st.Token, st.ReaderToken)
+	fmt.Fprintf(&envFile, "export LETHE_URL='%s'\nexport LETHE_TOKEN='%s'\nexport LETHE_READER_TOKEN='%s'\nexport LETHE_AUDITOR_TOKEN='%s'\n",
+		url, st.Token, st.ReaderToken, st.AuditorToken)
 	if err := os.WriteFile(filepath.Join(stateDir, "env"), []byte(envFile.String()), 0o600); err != nil {
 		return err
 	}
@@ -498,6 +514,7 @@ func printBanner(w io.Writer, url string, st localState, dbURL, vaultAddr, root,
 	fmt.Fprintf(&b, "  export LETHE_ADMIN_TOKEN=%s   # admin: erase, holds, policies, tokens\n", st.AdminToken)
 	fmt.Fprintf(&b, "  export LETHE_TOKEN=%s   # writer + pii-reader\n", st.Token)
 	fmt.Fprintf(&b, "  export LETHE_READER_TOKEN=%s   # reader: personal data hidden\n", st.ReaderToken)
+	fmt.Fprintf(&b, "  export LETHE_AUDITOR_TOKEN=%s   # auditor: audit export, erasure receipts\n", st.AuditorToken)
 	b.WriteString("\n")
 	for _, line := range strings.Split(strings.TrimRight(examples, "\n"), "\n") {
 		if line == "" {
@@ -575,6 +592,7 @@ func ensureDemoTokens(ctx context.Context, url string, st *localState) error {
 	}{
 		{&st.Token, "make-run-demo", []string{"writer", "pii-reader"}},
 		{&st.ReaderToken, "make-run-demo-reader", []string{"reader"}},
+		{&st.AuditorToken, "make-run-demo-auditor", []string{"auditor"}},
 	} {
 		ok, err := valid(*tk.p)
 		if err != nil {

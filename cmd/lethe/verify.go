@@ -178,8 +178,11 @@ func verifyStore(ctx context.Context, s *postgres.Store, stream string, asJSON b
 		if !rep.OK {
 			verdict = fmt.Sprintf("%d broken", len(rep.Broken))
 		}
-		fmt.Fprintf(stdout, "verified %d streams, %d events (%d unchained: stored before links existed): %s\n",
-			rep.Streams, rep.Events, rep.Unchained, verdict)
+		unchained := ""
+		if rep.Unchained > 0 {
+			unchained = fmt.Sprintf(" (%d unchained: stored before links existed)", rep.Unchained)
+		}
+		fmt.Fprintf(stdout, "verified %d streams, %d events%s: %s\n", rep.Streams, rep.Events, unchained, verdict)
 	}
 	if !rep.OK {
 		return &exitError{code: 1, err: fmt.Errorf("verify: %d broken chains", len(rep.Broken))}
