@@ -91,10 +91,10 @@ func (f AuditFormat) ContentType() string {
 }
 
 // ActorNames are the actor values q.Actor selects. An API token is named
-// by its id in some tables (events, access_log, token changes) and as
-// "token:<id>" in others (erasures, holds, re-admissions, policy changes,
-// key rotations): either form selects both. Any other name ("cli:alice")
-// selects itself only.
+// by its bare id in access_log.token_id (and in rows written before actors
+// were "token:<id>" everywhere) and as "token:<id>" in every other table:
+// either form selects both. Any other name ("cli:alice") selects itself
+// only.
 func (q AuditQuery) ActorNames() []string {
 	switch a := q.Actor; {
 	case a == "":

@@ -29,7 +29,7 @@ type Problem struct {
 	// Extension members.
 	RequestID string        `json:"requestId,omitempty"`
 	Checks    []CheckResult `json:"checks,omitempty"`
-	// ErasureID names the erasure behind a 410 subject-erased.
+	// ErasureID names the erasure behind a 410 subject-gone.
 	ErasureID string `json:"erasureId,omitempty"`
 }
 

@@ -12,7 +12,7 @@
 --
 -- Application role (docs/operations.md): SELECT, INSERT on audit_log.
 
--- Who appended the event: the API token's id, "cli:USER" for the command
+-- Who appended the event: "token:<id>" for an API token, "cli:USER" for the command
 -- line, the erasure's actor for erasure records. NULL when the writer named
 -- none (a library user) and for events appended before this migration.
 ALTER TABLE events ADD COLUMN actor text;

@@ -11,6 +11,9 @@
 -- returns the links in order: links[i] chains on links[i-1].
 -- eventstore.ChainLink is the same formula in Go; the verifier
 -- (`lethe verify`) recomputes every link with it.
+--
+-- Application role (docs/operations.md): EXECUTE on lethe_chain_links
+-- (PUBLIC has it unless revoked).
 CREATE FUNCTION lethe_chain_links(prev bytea, first_version bigint, first_position bigint, at_us bigint, digests bytea[])
 RETURNS bytea[]
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$

@@ -242,9 +242,9 @@ func defaultActor(getenv func(string) string) string {
 		return "cli:" + u
 	}
 	if h, err := os.Hostname(); err == nil {
-		return "cli@" + h
+		return "cli:@" + h
 	}
-	return "cli"
+	return "cli:"
 }
 
 func reapplyErasures(ctx context.Context, sh *shredding, stdout io.Writer) error {

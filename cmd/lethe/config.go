@@ -35,11 +35,16 @@ type envFlags struct {
 	err    error
 }
 
+// string binds a string flag. Help and flag errors show the built-in
+// default, never the environment's value: database URLs carry passwords,
+// and Vault tokens and secret ids are credentials.
 func (f *envFlags) string(p *string, name, env, def, help string) {
+	builtin := def
 	if v := f.getenv(env); v != "" {
 		def = v
 	}
 	f.fs.StringVar(p, name, def, help+" ($"+env+")")
+	f.fs.Lookup(name).DefValue = builtin
 }
 
 func (f *envFlags) bool(p *bool, name, env string, def bool, help string) {

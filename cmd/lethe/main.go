@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -62,6 +63,13 @@ Run "lethe COMMAND -h" for a command's flags. Every flag can also be set by
 the environment variable shown in its help.
 `
 
+// groupCommands take a sub-command ("lethe token create").
+var groupCommands = []string{"subject", "policy", "projection", "erasures", "audit", "token"}
+
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
 // run is main without the process: testable, and free of global state.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -69,6 +77,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return errors.New("no command given")
 	}
 	cmd, rest := args[0], args[1:]
+	if len(rest) == 1 && isHelp(rest[0]) && slices.Contains(groupCommands, cmd) {
+		// "lethe token -h": the group prints its usage and says no command
+		// was given; asking for help is not a failure.
+		_ = run(ctx, args[:1], getenv, stdin, io.Discard, stderr)
+		return nil
+	}
 	switch cmd {
 	case "serve":
 		return runServe(ctx, rest, getenv, stdout, stderr)

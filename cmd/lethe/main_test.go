@@ -66,6 +66,24 @@ func TestRunHelp(t *testing.T) {
 	}
 }
 
+// "lethe token -h" prints the group's usage and succeeds; "lethe token"
+// alone is a usage error.
+func TestRunGroupHelp(t *testing.T) {
+	t.Parallel()
+	for _, group := range groupCommands {
+		var stdout, stderr bytes.Buffer
+		if err := run(context.Background(), []string{group, "-h"}, env(nil), nil, &stdout, &stderr); err != nil {
+			t.Errorf("run(%s -h): got %v, want nil", group, err)
+		}
+		if !strings.Contains(stderr.String(), "lethe "+group) {
+			t.Errorf("run(%s -h) stderr: got %q, want the group's usage", group, stderr.String())
+		}
+		if err := run(context.Background(), []string{group}, env(nil), nil, &stdout, &stderr); err == nil {
+			t.Errorf("run(%s): got nil, want a usage error", group)
+		}
+	}
+}
+
 func TestRunUsageErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
