@@ -366,3 +366,27 @@ func TestRunServe(t *testing.T) {
 		t.Errorf("GET /healthz after shutdown: got nil, want an error")
 	}
 }
+
+// Help and flag errors list each flag with its default: never the value
+// the environment gave it (a database URL's password, a Vault token).
+func TestRunHelpHidesEnvironmentValues(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{
+		"LETHE_DATABASE_URL":    "postgres://u:s3cretpw@127.0.0.1:5432/lethe",
+		"LETHE_VAULT_TOKEN":     "hvs.s3crettoken",
+		"LETHE_VAULT_SECRET_ID": "s3cretid",
+	}
+	for _, args := range [][]string{{"serve", "-h"}, {"serve", "--nope"}, {"subject", "erase", "--nope"}, {"audit", "export", "-h"}, {"verify", "--nope"}} {
+		var stdout, stderr bytes.Buffer
+		_ = run(context.Background(), args, env(vars), nil, &stdout, &stderr)
+		out := stdout.String() + stderr.String()
+		if !strings.Contains(out, "LETHE_DATABASE_URL") {
+			t.Errorf("%v: no flag help in %q", args, out)
+		}
+		for _, secret := range []string{"s3cretpw", "s3crettoken", "s3cretid"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%v: the output shows %q:\n%s", args, secret, out)
+			}
+		}
+	}
+}
