@@ -194,9 +194,10 @@ func (a *AuditTrail) AuditRecords(ctx context.Context, q api.AuditQuery, fn func
 	defer rows.Close()
 
 	var (
-		rec, app api.AuditRecord // the record of the row; the append being gathered
-		pending  bool            // app holds an append not handed over yet
-		appXact  int64           // the append's position >> 16
+		rec, app api.AuditRecord     // the record of the row; the append being gathered
+		pending  bool                // app holds an append not handed over yet
+		appXact  int64               // the append's position >> 16
+		appRefs  map[string]struct{} // app's SubjectRefs, once it has several events with some
 		rank     int16
 		knum     int64
 		ktext    string
@@ -227,11 +228,24 @@ func (a *AuditTrail) AuditRecords(ctx context.Context, q api.AuditQuery, fn func
 			return fmt.Errorf("audit trail: %w", err)
 		}
 		if rank == 0 { // an event: one append's events are adjacent
-			if pending && app.Stream == stream.String && app.At.Equal(rec.At) && knum>>16 == appXact {
+			// One record for one actor's consecutive events of one append
+			// (the Go API lets each event of an append name its actor, and
+			// an actor filter leaves out the others').
+			if pending && app.Stream == stream.String && app.At.Equal(rec.At) && knum>>16 == appXact &&
+				app.Actor == actor.String && version.Int64 == app.ToVersion+1 {
 				app.ToVersion = version.Int64
 				app.Link = append(app.Link[:0], link...)
+				if len(refs) > 0 && appRefs == nil {
+					// A set, not a scan of the list: an append may carry
+					// tens of thousands of references.
+					appRefs = make(map[string]struct{}, len(app.SubjectRefs)+len(refs))
+					for _, r := range app.SubjectRefs {
+						appRefs[r] = struct{}{}
+					}
+				}
 				for _, r := range refs {
-					if !slices.Contains(app.SubjectRefs, r) {
+					if _, seen := appRefs[r]; !seen {
+						appRefs[r] = struct{}{}
 						app.SubjectRefs = append(app.SubjectRefs, r)
 					}
 				}
@@ -243,7 +257,7 @@ func (a *AuditTrail) AuditRecords(ctx context.Context, q api.AuditQuery, fn func
 			app = api.AuditRecord{ID: "events:" + strconv.FormatInt(knum, 10), At: rec.At, Kind: rec.Kind, Actor: actor.String,
 				Stream: stream.String, FromVersion: version.Int64, ToVersion: version.Int64,
 				SubjectRefs: slices.Clone(refs), Link: slices.Clone(link)}
-			appXact, pending = knum>>16, true
+			appXact, pending, appRefs = knum>>16, true, nil
 			continue
 		}
 		if err := flush(); err != nil {

@@ -29,8 +29,8 @@ const verifyUsage = `Usage:
       every chain head it quotes against the store) or a subject access
       export (lethe-subject-export/1: every event's link against the store)
 
-It reads PostgreSQL directly ($LETHE_DATABASE_URL) in one read-only snapshot,
-never Vault or the server; --file --offline reads the file only. Exit status:
+It reads PostgreSQL directly ($LETHE_DATABASE_URL), the store in one read-only
+snapshot, never Vault or the server; --file --offline reads the file only. Exit status:
 0 everything verified, 1 a broken chain or a file that does not verify,
 2 a usage, file or connection error.
 `
@@ -443,25 +443,47 @@ type auditSummary struct {
 	Complete *bool  `json:"complete"` // NDJSON only
 }
 
-const maxAuditLine = 1 << 20
+// maxAuditLine bounds a line of an audit export: the longest record the
+// export can write is an append of MaxEventsPerAppend events, each with
+// MaxSubjectsPerEvent references of their own (67 bytes each in
+// subjectRefs), with 1 MiB for the rest. Memory grows to a line only when
+// the file has one that long.
+const maxAuditLine = eventstore.MaxEventsPerAppend*eventstore.MaxSubjectsPerEvent*(eventstore.LinkSize*2+3) + 1<<20
+
+// readAuditLine reads the next line of r, its newline included, into
+// long's storage if it is longer than r's buffer; it returns io.EOF with
+// the last line if that has no newline. The line is valid until the next
+// call.
+func readAuditLine(r *bufio.Reader, long *[]byte) ([]byte, error) {
+	b, err := r.ReadSlice('\n')
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return b, err
+	}
+	*long = append((*long)[:0], b...)
+	for errors.Is(err, bufio.ErrBufferFull) {
+		if len(*long) > maxAuditLine {
+			return nil, fmt.Errorf("longer than %d bytes", maxAuditLine)
+		}
+		b, err = r.ReadSlice('\n')
+		*long = append(*long, b...)
+	}
+	return *long, err
+}
 
 // auditNDJSON checks an NDJSON audit export: one record a line, then the
 // summary line with the count of records and the SHA-256 of every byte
 // before it.
 func (v *fileVerifier) auditNDJSON(r io.Reader) error {
 	v.rep.Format, v.rep.Encoding = auditExportFormat, "ndjson"
-	br := bufio.NewReaderSize(r, maxAuditLine)
+	br := bufio.NewReaderSize(r, 1<<20)
 	h := sha256.New()
 	var summary *auditSummary
-	var sum []byte
+	var sum, long []byte
 	var line int64
 	for {
-		b, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return fmt.Errorf("line %d: longer than %d bytes", line+1, maxAuditLine)
-		}
+		b, err := readAuditLine(br, &long)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return err
+			return fmt.Errorf("line %d: %w", line+1, err)
 		}
 		if len(b) == 0 && errors.Is(err, io.EOF) {
 			break
