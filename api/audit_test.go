@@ -26,6 +26,7 @@ import (
 	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
+	"github.com/lethe-store/lethe/keystore"
 	"github.com/lethe-store/lethe/keystore/vault"
 )
 
@@ -230,6 +231,10 @@ func TestAuditExportRecordsEveryAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := store.Readmit(ctx, casey, "cli:operator", "came back"); err != nil {
+		t.Fatal(err)
+	}
+	// A run of lethe erasures reapply after a Vault restore.
+	if err := ledger.RecordReapply(ctx, "cli:operator", 1, []keystore.Ref{keystore.Ref(receipt.SubjectRef)}, true); err != nil {
 		t.Fatal(err)
 	}
 

@@ -91,7 +91,7 @@ SELECT at, 5::int2, 0::bigint, erased_ref::text, 'readmission'::text, actor, NUL
        jsonb_strip_nulls(jsonb_build_object('erasedRef', erased_ref, 'successorRef', successor_ref,
                                             'reason', nullif(reason, '')))
 FROM readmissions`},
-	{kinds: []string{wire.AuditKeyRotated, wire.AuditPolicyPut, wire.AuditPolicyDeleted, wire.AuditTokenCreated, wire.AuditTokenRevoked},
+	{kinds: []string{wire.AuditKeyRotated, wire.AuditPolicyPut, wire.AuditPolicyDeleted, wire.AuditTokenCreated, wire.AuditTokenRevoked, wire.AuditErasureReapplied},
 		at: "at", actor: "actor", kind: "kind = ANY ($%d::text[])", selekt: `
 SELECT at, 6::int2, id, ''::text, kind, actor, request_id, NULL::text, NULL::bigint,
        NULL::text[], subject_refs::text[], NULL::bytea, NULL::text, NULL::text, NULL::bigint, details

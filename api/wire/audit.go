@@ -24,6 +24,10 @@ const (
 	AuditPolicyDeleted    = "policy.deleted"    // audit_log
 	AuditTokenCreated     = "token.created"     // audit_log
 	AuditTokenRevoked     = "token.revoked"     // audit_log
+	// AuditErasureReapplied is a run of `lethe erasures reapply`, which
+	// destroys again the keys of erased subjects that a Vault restore
+	// brought back.
+	AuditErasureReapplied = "erasure.reapplied" // audit_log
 )
 
 // AuditSummaryKind is the kind of the CSV export's last row.
@@ -34,6 +38,7 @@ const AuditSummaryKind = "summary"
 var AuditKinds = []string{
 	AuditAppend, AuditPIIRead, AuditErasureRequested, AuditErasureCompleted, AuditHoldPlaced, AuditHoldReleased,
 	AuditReadmission, AuditKeyRotated, AuditPolicyPut, AuditPolicyDeleted, AuditTokenCreated, AuditTokenRevoked,
+	AuditErasureReapplied,
 }
 
 // AuditCSVHeader is the CSV export's header row.

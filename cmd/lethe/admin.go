@@ -15,6 +15,7 @@ import (
 	apipg "github.com/lethe-store/lethe/api/postgres"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/keystore"
 )
 
 const subjectUsage = `Usage: lethe subject COMMAND --subject ID|- [flags]
@@ -247,25 +248,35 @@ func defaultActor(getenv func(string) string) string {
 	return "cli:"
 }
 
-func reapplyErasures(ctx context.Context, sh *shredding, stdout io.Writer) error {
+// reapplyErasures destroys again the key of every erased subject, and
+// records the run in the audit trail (erasure.reapplied), also when it
+// stops on an error after destroying some.
+func reapplyErasures(ctx context.Context, sh *shredding, actor string, stdout io.Writer) (err error) {
 	refs, err := sh.ledger.ErasedRefs(ctx)
 	if err != nil {
 		return err
 	}
-	resurrected := 0
+	var destroyed []keystore.Ref
+	checked := 0
+	defer func() {
+		if rerr := sh.ledger.RecordReapply(context.WithoutCancel(ctx), actor, checked, destroyed, err == nil); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
 	for _, ref := range refs {
 		report, err := sh.keys.Destroy(ctx, ref)
 		if err != nil {
-			return fmt.Errorf("after %d of %d: %w", resurrected, len(refs), err)
+			return fmt.Errorf("after %d of %d: %w", checked, len(refs), err)
+		}
+		if report.Existed {
+			destroyed = append(destroyed, ref)
+			fmt.Fprintf(stdout, "destroyed a restored key: subject %s\n", ref)
 		}
 		if !report.Verified {
 			return fmt.Errorf("subject %s: key still present after deletion", ref)
 		}
-		if report.Existed {
-			resurrected++
-			fmt.Fprintf(stdout, "destroyed a restored key: subject %s\n", ref)
-		}
+		checked++
 	}
-	fmt.Fprintf(stdout, "%d erasures checked, %d restored keys destroyed again\n", len(refs), resurrected)
+	fmt.Fprintf(stdout, "%d erasures checked, %d restored keys destroyed again\n", len(refs), len(destroyed))
 	return nil
 }

@@ -127,6 +127,27 @@ func TestSubjectAndPolicyCommands(t *testing.T) {
 	if out, err := cli("", "erasures", "reapply"); err != nil || !strings.Contains(out, "0 restored keys") {
 		t.Fatalf("second reapply = %s, %v", out, err)
 	}
+	// Both runs are in the audit trail: the first destroyed her key again.
+	var runs []string
+	rows, err := pool.Query(ctx, `SELECT actor || ' ' || coalesce(array_to_string(subject_refs, ','), '') || ' ' || details::text
+		FROM audit_log WHERE kind = 'erasure.reapplied' ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) != 2 || runs[0] != `cli:tester `+receipt.SubjectRef+` {"complete": true, "keysDestroyed": 1, "erasuresChecked": 1}` ||
+		runs[1] != `cli:tester  {"complete": true, "keysDestroyed": 0, "erasuresChecked": 1}` {
+		t.Errorf("erasure.reapplied records: %q", runs)
+	}
 	if out, err := cli("", "policy", "delete", "--type", "lead-initialized"); err != nil {
 		t.Fatalf("policy delete: %v %s", err, out)
 	}

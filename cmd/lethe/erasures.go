@@ -49,12 +49,13 @@ func runErasures(ctx context.Context, args []string, getenv func(string) string,
 	}
 	cmd := args[0]
 	var c config
-	var status, from, to, id string
+	var status, from, to, id, actor string
 	f := newFlagSet("erasures "+cmd, getenv, stderr)
 	c.bindDatabase(f)
 	switch cmd {
 	case "reapply":
 		c.bindVaultAll(f)
+		f.string(&actor, "actor", "LETHE_ACTOR", defaultActor(getenv), "who does this, for the audit trail")
 	case "list":
 		f.fs.StringVar(&status, "status", "", "only erasures that are pending, completed or overdue")
 		f.fs.StringVar(&from, "from", "", "only erasures requested at or after this time (RFC 3339)")
@@ -67,7 +68,7 @@ func runErasures(ctx context.Context, args []string, getenv func(string) string,
 	}
 	switch cmd {
 	case "reapply":
-		return withShredding(ctx, c, stderr, func(sh *shredding) error { return reapplyErasures(ctx, sh, stdout) })
+		return withShredding(ctx, c, stderr, func(sh *shredding) error { return reapplyErasures(ctx, sh, actor, stdout) })
 	case "list":
 		q, err := erasureQuery(status, from, to)
 		if err != nil {

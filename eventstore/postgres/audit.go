@@ -31,6 +31,29 @@ VALUES ('key.rotated', $1, $2, ARRAY[$3]::text[], jsonb_build_object('keyVersion
 	return nil
 }
 
+// RecordReapply records a run of `lethe erasures reapply`: how many
+// erasures it checked, the references whose keys it found restored and
+// destroyed again, and whether it got through them all (complete) or
+// stopped on an error.
+func (l *Ledger) RecordReapply(ctx context.Context, actor string, checked int, destroyed []keystore.Ref, complete bool) error {
+	if actor == "" {
+		return errors.New("record erasure reapply: no actor")
+	}
+	refs := make([]string, len(destroyed))
+	for i, r := range destroyed {
+		refs[i] = string(r)
+	}
+	_, err := l.pool.Exec(ctx, `
+INSERT INTO audit_log (kind, actor, subject_refs, details)
+VALUES ('erasure.reapplied', $1, $2::text[],
+        jsonb_build_object('erasuresChecked', $3::int, 'keysDestroyed', cardinality($2::text[]), 'complete', $4::bool))`,
+		actor, refs, checked, complete)
+	if err != nil {
+		return fmt.Errorf("record erasure reapply: %w", err)
+	}
+	return nil
+}
+
 // auditPolicy writes a policy change's audit_log row in tx.
 func auditPolicy(ctx context.Context, tx pgx.Tx, kind, eventType string, paths []string, actor, requestID string) error {
 	if actor == "" {
