@@ -71,6 +71,15 @@ type AuditQuery struct {
 	// Stream selects the appends to one stream and the pii.read records
 	// that showed it; no other kind.
 	Stream string
+	// SubjectRef (64 lowercase hex digits) selects the records whose
+	// subjectRefs hold that reference: the events that carry it (grouped
+	// into appends as ever, so an append whose events only partly carry
+	// it gives records of those events' versions only; each record keeps
+	// every reference of the events it covers), the reads that showed it,
+	// its erasure, holds, re-admission, key rotations and erasure
+	// reapplications; no kind without subjects (policy and token
+	// changes).
+	SubjectRef string
 }
 
 // AuditFormat is an audit export's encoding: "ndjson" or "csv".
@@ -118,10 +127,10 @@ var ErrInvalidAuditQuery = errors.New("invalid audit export parameter")
 
 // ParseAuditQuery checks the audit export's parameters, as the route and
 // `lethe audit export` take them: from and to RFC 3339 times (either may
-// be empty), kinds comma-separated or given several times, format
-// "ndjson" (also when empty) or "csv". Errors wrap ErrInvalidAuditQuery
-// and never quote the input.
-func ParseAuditQuery(from, to string, kinds []string, actor, stream, format string) (AuditQuery, AuditFormat, error) {
+// be empty), kinds comma-separated or given several times, subjectRef
+// empty or 64 lowercase hex digits, format "ndjson" (also when empty) or
+// "csv". Errors wrap ErrInvalidAuditQuery and never quote the input.
+func ParseAuditQuery(from, to string, kinds []string, actor, stream, subjectRef, format string) (AuditQuery, AuditFormat, error) {
 	var q AuditQuery
 	bad := func(msg string) (AuditQuery, AuditFormat, error) {
 		return AuditQuery{}, "", fmt.Errorf("%w: %s", ErrInvalidAuditQuery, msg)
@@ -168,6 +177,10 @@ func ParseAuditQuery(from, to string, kinds []string, actor, stream, format stri
 		}
 	}
 	q.Stream = stream
+	if subjectRef != "" && !isSubjectRef(subjectRef) {
+		return bad("subjectRef: want a subject reference, 64 lowercase hex digits (never a subject id)")
+	}
+	q.SubjectRef = subjectRef
 	switch f := AuditFormat(format); f {
 	case "", AuditNDJSON:
 		return q, AuditNDJSON, nil
@@ -177,8 +190,22 @@ func ParseAuditQuery(from, to string, kinds []string, actor, stream, format stri
 	return bad("format: want ndjson or csv")
 }
 
+// isSubjectRef reports whether s is a subject reference: 64 lowercase
+// hex digits.
+func isSubjectRef(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // auditParams are the audit export route's query parameters.
-var auditParams = []string{"from", "to", "kind", "actor", "stream", "format"}
+var auditParams = []string{"from", "to", "kind", "actor", "stream", "subjectRef", "format"}
 
 // exportAudit streams the audit export (GET /v1/audit/export). Bad
 // parameters are a 400 problem before any byte. Nothing is written until
@@ -193,13 +220,13 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
 		return
 	}
-	for _, name := range []string{"from", "to", "actor", "stream", "format"} {
+	for _, name := range []string{"from", "to", "actor", "stream", "subjectRef", "format"} {
 		if len(qv[name]) > 1 {
 			s.problem(w, r, http.StatusBadRequest, "invalid-query", name+": give it once.")
 			return
 		}
 	}
-	q, format, err := ParseAuditQuery(qv.Get("from"), qv.Get("to"), qv["kind"], qv.Get("actor"), qv.Get("stream"), qv.Get("format"))
+	q, format, err := ParseAuditQuery(qv.Get("from"), qv.Get("to"), qv["kind"], qv.Get("actor"), qv.Get("stream"), qv.Get("subjectRef"), qv.Get("format"))
 	if err != nil {
 		s.problem(w, r, http.StatusBadRequest, "invalid-query", strings.TrimPrefix(err.Error(), ErrInvalidAuditQuery.Error()+": ")+".")
 		return
@@ -321,7 +348,7 @@ func WriteAuditExport(ctx context.Context, trail AuditTrail, q AuditQuery, forma
 		return true, last.Error()
 	}
 	summary := wire.AuditSummary{Format: AuditExportFormat, Count: count, SHA256: sum, Kinds: q.Kinds,
-		Actor: q.Actor, Stream: q.Stream, GeneratedAt: generatedAt, Complete: true}
+		Actor: q.Actor, Stream: q.Stream, SubjectRef: q.SubjectRef, GeneratedAt: generatedAt, Complete: true}
 	if len(summary.Kinds) == 0 {
 		summary.Kinds = wire.AuditKinds
 	}

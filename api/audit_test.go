@@ -548,6 +548,8 @@ func TestAuditExportRolesAndBadParameters(t *testing.T) {
 	for _, q := range []string{
 		"kind=nope", "kind=append,nope", "from=yesterday", "to=2026-13-01T00:00:00Z", "format=xml", "fromPosition=1",
 		"from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "stream=$bad%20id", "actor=a&actor=b", "actor=%00",
+		"subjectRef=" + strings.Repeat("A", 64), "subjectRef=" + strings.Repeat("a", 63), "subjectRef=" + strings.Repeat("a", 65),
+		"subjectRef=" + strings.Repeat("g", 64), "subjectRef=ada%40example.com", "subjectRef=" + strings.Repeat("a", 64) + "&subjectRef=" + strings.Repeat("b", 64),
 	} {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+"/v1/audit/export?"+q, nil)
 		req.Header.Set("Authorization", "Bearer "+tk.secrets[wire.RoleAuditor])
@@ -561,6 +563,9 @@ func TestAuditExportRolesAndBadParameters(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" ||
 			json.Unmarshal(body, &p) != nil || p.Type != api.ProblemTypeBase+"invalid-query" {
 			t.Errorf("?%s = %d %s %s, want 400 invalid-query", q, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		if strings.Contains(string(body), "ada@example.com") {
+			t.Errorf("?%s: the problem quotes the subject id: %s", q, body)
 		}
 	}
 	// The content types.
@@ -657,3 +662,192 @@ func TestAuditExportOutlivesWriteTimeout(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// The subject filter: everything done to or with one subject's data, of
+// every kind that names subjects, and nothing of another subject's. An
+// append whose events carry the reference only in part gives a record for
+// each run of consecutive matching events, with every reference of those
+// events.
+func TestAuditExportSubjectFilter(t *testing.T) {
+	d := newDeployment(t)
+	hs := d.server(withAudit(d))
+	tk := d.tokens(hs)
+	ctx := testenv.Context(t)
+	admin := client.New(hs.URL, d.adminToken, hs.Client())
+	ada, bob := testenv.Name("ada")+"@example.com", testenv.Name("bob")+"@example.com"
+	ev := func(subjects ...string) wire.NewEvent {
+		e := wire.NewEvent{ID: eventstore.NewEventID().String(), Type: "lead-note", Data: json.RawMessage(`{"a":"x","b":"y"}`)}
+		for i, s := range subjects {
+			e.PersonalData = append(e.PersonalData, wire.PersonalData{Subject: s, Paths: []string{[]string{"/a", "/b"}[i]}})
+		}
+		return e
+	}
+	// lead-a: one append, versions 0-1 ada's, 2 bob's, 3 both; lead-b:
+	// bob's only; order-1: nobody's.
+	leadA, err := tk.writer.Append(ctx, "lead-a", wire.Exact(-1), ev(ada), ev(ada), ev(bob), ev(ada, bob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.writer.Append(ctx, "lead-b", wire.Exact(-1), ev(bob), ev(bob)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tk.writer.Append(ctx, "order-1", wire.Exact(-1), wire.NewEvent{ID: eventstore.NewEventID().String(), Type: "order-placed", Data: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"lead-a", "lead-b"} {
+		if _, err := tk.pii.ReadStream(ctx, s, client.ReadOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withRequestID(t, hs, d.adminToken, http.MethodPut, "/v1/policies/lead-note", "POL-1", `{"paths":["/a"]}`)
+	adaHold, err := admin.SetHold(ctx, ada, true, "case 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.SetHold(ctx, ada, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	bobHold, err := admin.SetHold(ctx, bob, true, "case 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := vault.New(ctx, d.vaultF())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger := postgres.NewLedger(d.pool)
+	store := forgettable.New(postgres.New(d.pool, postgres.Options{}), keys, ledger, ledger, forgettable.Options{})
+	for _, s := range []string{ada, bob} {
+		if _, err := store.RotateKey(ctx, s, "cli:operator", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	receipt, err := admin.Erase(ctx, ada, wire.EraseRequest{Reason: "request"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	successor, err := store.Readmit(ctx, ada, "cli:operator", "came back")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adaRef, bobRef := receipt.SubjectRef, bobHold.SubjectRef
+	if adaHold.SubjectRef != adaRef || adaRef == bobRef {
+		t.Fatalf("references: hold %s, receipt %s, bob %s", adaHold.SubjectRef, adaRef, bobRef)
+	}
+
+	all := parseNDJSON(t, export(t, tk.auditor, client.AuditExportOptions{}))
+	x := parseNDJSON(t, export(t, tk.auditor, client.AuditExportOptions{SubjectRef: adaRef}))
+	if x.summary.SubjectRef != adaRef || !slices.Equal(x.summary.Kinds, wire.AuditKinds) {
+		t.Errorf("summary %+v, want subjectRef %s", x.summary, adaRef)
+	}
+	// Every kind that names subjects, each record naming ada.
+	for _, k := range []string{wire.AuditAppend, wire.AuditPIIRead, wire.AuditErasureRequested, wire.AuditErasureCompleted,
+		wire.AuditHoldPlaced, wire.AuditHoldReleased, wire.AuditReadmission, wire.AuditKeyRotated} {
+		if len(x.ofKind(k)) == 0 {
+			t.Errorf("no %s record for ada; kinds %v", k, x.kinds())
+		}
+	}
+	for _, r := range x.records {
+		if !slices.Contains(r.SubjectRefs, adaRef) {
+			t.Errorf("the export of ada's reference holds %+v", r)
+		}
+	}
+	// The records other than lead-a's appends are exactly those of the
+	// unfiltered export that name ada, in the same order: bob's lead-b
+	// append and read, his hold and key rotation, the policy and tokens
+	// are not in it.
+	var want, got []string
+	for _, r := range all.records {
+		if slices.Contains(r.SubjectRefs, adaRef) && !(r.Kind == wire.AuditAppend && r.Stream == "lead-a") {
+			want = append(want, r.ID)
+		}
+	}
+	var leadAs []wire.AuditRecord
+	for _, r := range x.records {
+		if r.Kind == wire.AuditAppend && r.Stream == "lead-a" {
+			leadAs = append(leadAs, r)
+			continue
+		}
+		got = append(got, r.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("records of ada (lead-a's appends aside):\n got %v\nwant %v", got, want)
+	}
+	if len(x.ofKind(wire.AuditPIIRead)) != 1 || !slices.Equal(x.ofKind(wire.AuditPIIRead)[0].Streams, []string{"lead-a"}) {
+		t.Errorf("ada's pii.read records %+v, want the read of lead-a only", x.ofKind(wire.AuditPIIRead))
+	}
+	if h := x.ofKind(wire.AuditHoldPlaced); len(h) != 1 || details(t, h[0])["reason"] != "case 1" {
+		t.Errorf("ada's hold.placed records %+v", h)
+	}
+	if re := x.ofKind(wire.AuditReadmission); len(re) != 1 || !slices.Equal(re[0].SubjectRefs, []string{adaRef, string(successor)}) {
+		t.Errorf("ada's readmission records %+v", re)
+	}
+	// lead-a: versions 0-1 (ada's), then 3 (ada's and bob's), each with
+	// every reference of its events; version 2 (bob's) is not there.
+	type stored struct {
+		pos  int64
+		link string
+		refs []string
+	}
+	evs := map[int64]stored{}
+	rows, err := d.pool.Query(ctx, `SELECT version, position, encode(link, 'hex'), subject_refs FROM events WHERE stream_id = 'lead-a'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v int64
+		var e stored
+		if err := rows.Scan(&v, &e.pos, &e.link, &e.refs); err != nil {
+			t.Fatal(err)
+		}
+		evs[v] = e
+	}
+	if rows.Close(); rows.Err() != nil || len(evs) != 4 || evs[0].pos != leadA.FirstPosition {
+		t.Fatalf("lead-a's events %+v, %v", evs, rows.Err())
+	}
+	if len(leadAs) != 2 ||
+		leadAs[0].ID != "events:"+itoa(evs[0].pos) || *leadAs[0].FromVersion != 0 || *leadAs[0].ToVersion != 1 ||
+		leadAs[0].Link != evs[1].link || !slices.Equal(leadAs[0].SubjectRefs, []string{adaRef}) ||
+		leadAs[1].ID != "events:"+itoa(evs[3].pos) || *leadAs[1].FromVersion != 3 || *leadAs[1].ToVersion != 3 ||
+		leadAs[1].Link != evs[3].link || !slices.Equal(leadAs[1].SubjectRefs, evs[3].refs) || len(evs[3].refs) != 2 {
+		t.Errorf("ada's lead-a append records %+v, want versions 0-1 and 3 (events %+v)", leadAs, evs)
+	}
+
+	// And with the other filters.
+	for _, c := range []struct {
+		opts client.AuditExportOptions
+		want func(wire.AuditRecord) bool
+	}{
+		{client.AuditExportOptions{Kinds: []string{wire.AuditHoldPlaced, wire.AuditKeyRotated}}, func(r wire.AuditRecord) bool {
+			return r.Kind == wire.AuditHoldPlaced || r.Kind == wire.AuditKeyRotated
+		}},
+		{client.AuditExportOptions{Stream: "lead-a"}, func(r wire.AuditRecord) bool { return r.Stream == "lead-a" || slices.Contains(r.Streams, "lead-a") }},
+		{client.AuditExportOptions{Actor: "cli:operator"}, func(r wire.AuditRecord) bool { return r.Actor == "cli:operator" }},
+	} {
+		c.opts.SubjectRef = adaRef
+		y := parseNDJSON(t, export(t, tk.auditor, c.opts))
+		var wantIDs []string
+		for _, r := range x.records {
+			if c.want(r) {
+				wantIDs = append(wantIDs, r.ID)
+			}
+		}
+		if len(wantIDs) == 0 || !slices.Equal(y.ids(), wantIDs) {
+			t.Errorf("subject ada and %+v: %v, want %v", c.opts, y.ids(), wantIDs)
+		}
+	}
+	// The successor reference selects the re-admission too.
+	if y := parseNDJSON(t, export(t, tk.auditor, client.AuditExportOptions{SubjectRef: string(successor)})); !slices.Equal(y.kinds(), []string{wire.AuditReadmission}) {
+		t.Errorf("subject %s: kinds %v, want readmission", successor, y.kinds())
+	}
+	// Bob's export holds none of ada's own records.
+	for _, r := range parseNDJSON(t, export(t, tk.auditor, client.AuditExportOptions{SubjectRef: bobRef})).records {
+		if !slices.Contains(r.SubjectRefs, bobRef) {
+			t.Errorf("the export of bob's reference holds %+v", r)
+		}
+	}
+	// CSV: the same records.
+	if rows := parseCSV(t, export(t, tk.auditor, client.AuditExportOptions{SubjectRef: adaRef, Format: "csv"})); len(rows) != len(x.records) {
+		t.Errorf("CSV export of ada: %d rows, want %d", len(rows), len(x.records))
+	}
+}

@@ -42,7 +42,8 @@ func ErasureSummary(e forgettable.Erasure, now time.Time) wire.ErasureReceipt {
 		out.Status = "completed"
 		out.CompletedAt = &c.CompletedAt
 		out.Completion = &wire.ErasureCompletion{CompletedAt: c.CompletedAt, KeyExisted: c.KeyExisted, KeyVersionsDestroyed: c.VersionsDestroyed,
-			KeyVerifiedGone: c.KeyVerifiedGone, StreamsAffected: c.StreamsAffected, EventsAffected: c.EventsAffected}
+			KeyVerifiedGone: c.KeyVerifiedGone, StreamsAffected: c.StreamsAffected, EventsAffected: c.EventsAffected,
+			Resumed: c.Resumed}
 	}
 	return out
 }

@@ -1,15 +1,18 @@
 package api_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,10 +20,13 @@ import (
 
 	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/api/client"
+	apipg "github.com/lethe-store/lethe/api/postgres"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
+	"github.com/lethe-store/lethe/keystore/vault"
 )
 
 // getRaw GETs path with a token and returns the status and body as sent.
@@ -329,5 +335,73 @@ func TestErasureCursorRoundTrip(t *testing.T) {
 		if _, err := api.DecodeErasureCursor(bad); err == nil {
 			t.Errorf("cursor %q accepted", bad)
 		}
+	}
+}
+
+// completeFailsOnce is a real ledger whose first CompleteErasure fails, as
+// when PostgreSQL becomes unreachable for an erasure's last step.
+type completeFailsOnce struct {
+	*postgres.Ledger
+	failed atomic.Bool
+}
+
+func (l *completeFailsOnce) CompleteErasure(ctx context.Context, id [16]byte, c forgettable.ErasureCompletion) error {
+	if !l.failed.Swap(true) {
+		return errors.New("record erasure completion: connection refused (injected)")
+	}
+	return l.Ledger.CompleteErasure(ctx, id, c)
+}
+
+// An erasure interrupted after its key was destroyed, finished over HTTP:
+// the receipt and the audit export's erasure.completed say it resumed, so
+// that its keyExisted: false is read as this call's finding only.
+func TestResumedErasureThroughTheAPI(t *testing.T) {
+	d := newDeployment(t)
+	hs := d.server()
+	tk := d.tokens(hs)
+	ctx := testenv.Context(t)
+	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
+		t.Fatal(err)
+	}
+	// The first attempt, in another process: key destroyed, completion
+	// not recorded.
+	keys, err := vault.New(ctx, d.vaultF())
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := postgres.New(d.pool, postgres.Options{})
+	defer events.Close()
+	ledger := postgres.NewLedger(d.pool)
+	flaky := forgettable.New(events, keys, &completeFailsOnce{Ledger: ledger}, ledger, forgettable.Options{})
+	if _, err := flaky.Forget(ctx, casey, forgettable.ErasureRequest{Actor: "cli:dpo"}); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("first attempt: %v, want the injected failure", err)
+	}
+
+	erased, err := tk.admin.Erase(ctx, casey, wire.EraseRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := erased.Completion; erased.Status != "completed" || erased.Actor != "cli:dpo" || c == nil || !c.Resumed || c.KeyExisted || c.KeyVersionsDestroyed != 0 || !c.KeyVerifiedGone {
+		t.Fatalf("erase answer = %+v, completion %+v; want resumed, key verified gone", erased, erased.Completion)
+	}
+	status, raw := getRaw(t, hs.URL+"/v1/erasures/"+erased.ErasureID, tk.secrets[wire.RoleAuditor])
+	if status != http.StatusOK || !strings.Contains(raw, `"resumed":true`) {
+		t.Errorf("receipt = %d %s, want resumed", status, raw)
+	}
+	var done []api.AuditRecord
+	if err := apipg.NewAuditTrail(d.pool).AuditRecords(ctx, api.AuditQuery{Kinds: []string{wire.AuditErasureCompleted}}, func(r *api.AuditRecord) error {
+		done = append(done, *r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var dm map[string]any
+	if len(done) != 1 || json.Unmarshal(done[0].Details, &dm) != nil || dm["resumed"] != true || dm["keyVerifiedGone"] != true || dm["keyExisted"] != false {
+		t.Errorf("erasure.completed records = %d, details %s", len(done), func() []byte {
+			if len(done) == 0 {
+				return nil
+			}
+			return done[0].Details
+		}())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -594,5 +595,98 @@ func TestRetryAfterRotation(t *testing.T) {
 	plain.PersonalData = nil
 	if _, err := s.Append(ctx, "retry-1", eventstore.NoStream, plain); !errors.Is(err, eventstore.ErrDuplicateEventID) {
 		t.Errorf("the same data, not declared personal = %v", err)
+	}
+}
+
+// completeFailsOnce is a real ledger whose first CompleteErasure fails, as
+// when PostgreSQL becomes unreachable for an erasure's last step: fault
+// injection around the real ledger, not a stand-in for it.
+type completeFailsOnce struct {
+	*postgres.Ledger
+	mu     sync.Mutex
+	failed bool
+}
+
+func (l *completeFailsOnce) CompleteErasure(ctx context.Context, id [16]byte, c forgettable.ErasureCompletion) error {
+	l.mu.Lock()
+	first := !l.failed
+	l.failed = true
+	l.mu.Unlock()
+	if first {
+		return errors.New("record erasure completion: connection refused (injected)")
+	}
+	return l.Ledger.CompleteErasure(ctx, id, c)
+}
+
+// An erasure whose first attempt destroyed the key but could not record
+// its completion is finished by erasing again. That call finds no key, and
+// its receipt says it resumed the erasure, so that keyExisted: false does
+// not read as "the person never had a key". A normal erasure does not.
+func TestResumedErasureSaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.instance()
+	ctx := testenv.Context(t)
+	seedLead(t, a, "lead-12")
+	robin := forgettable.Event{EventData: eventstoretest.Event("lead-initialized", "first-name", "Robin"),
+		PersonalData: []forgettable.PersonalData{{Subject: "robin@example.com", Paths: []string{"/first-name"}}}}
+	if _, err := a.Append(ctx, "lead-13", eventstore.NoStream, robin); err != nil {
+		t.Fatal(err)
+	}
+
+	// The first attempt: fenced, key destroyed, erased record appended,
+	// then the completion fails.
+	flaky := forgettable.New(a.events, a.keys, &completeFailsOnce{Ledger: postgres.NewLedger(a.pool)}, postgres.NewLedger(a.pool), forgettable.Options{})
+	req := forgettable.ErasureRequest{Actor: "dpo", RequestID: "DSR-7"}
+	if _, err := flaky.Forget(ctx, casey, req); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("first attempt: err = %v, want the injected failure", err)
+	}
+	pending, ok, err := a.Erasure(ctx, casey)
+	if err != nil || !ok || pending.Completion != nil {
+		t.Fatalf("after the interrupted attempt: %+v, %v, %v; want a pending erasure", pending, ok, err)
+	}
+	root := testenv.VaultRoot(t)
+	if md, err := root.KVv2(e.mount).GetMetadata(ctx, e.prefix+"/subjects/"+string(pending.Ref)); err == nil {
+		t.Fatalf("the first attempt left the key in Vault: %+v", md)
+	}
+	// The log keeps what the first attempt found: the key existed.
+	var first map[string]any
+	for _, r := range read(t, a, forgettable.ErasedStreamID, forgettable.Restricted) {
+		if r.ID == eventstore.EventID(pending.ID) {
+			first = decode(t, r.Data)
+		}
+	}
+	if first["keyExisted"] != true || first["resumed"] != nil {
+		t.Errorf("subject-erased record of the first attempt = %v, want keyExisted true, not resumed", first)
+	}
+
+	// Erasing again finishes it: no key left to destroy, and it says it
+	// resumed an erasure.
+	done, err := a.Forget(ctx, casey, forgettable.ErasureRequest{Actor: "someone-else"})
+	if err != nil {
+		t.Fatalf("second attempt: %v", err)
+	}
+	c := done.Completion
+	if done.ID != pending.ID || done.Actor != "dpo" || c == nil || !c.Resumed || !c.KeyVerifiedGone || c.KeyExisted || c.VersionsDestroyed != 0 || c.EventsAffected != 2 {
+		t.Fatalf("resumed erasure = %+v, completion %+v; want resumed, key verified gone", done, c)
+	}
+	stored, _, err := e.instance().Erasure(ctx, casey)
+	if err != nil || stored.Completion == nil || !reflect.DeepEqual(*stored.Completion, *c) {
+		t.Errorf("stored completion = %+v, %v; want %+v", stored.Completion, err, c)
+	}
+	if b, err := json.Marshal(done); err != nil || !bytes.Contains(b, []byte(`"keyVerifiedGone":true,"streamsAffected":1,"eventsAffected":2,"resumed":true}`)) {
+		t.Errorf("resumed receipt = %s, %v", b, err)
+	}
+
+	// A normal erasure is not resumed, and its receipt does not mention it.
+	normal, err := a.Forget(ctx, "robin@example.com", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := normal.Completion; c == nil || c.Resumed || !c.KeyExisted || c.VersionsDestroyed != 1 || !c.KeyVerifiedGone {
+		t.Errorf("normal erasure completion = %+v", c)
+	}
+	if b, err := json.Marshal(normal); err != nil || bytes.Contains(b, []byte("resumed")) {
+		t.Errorf("normal receipt = %s, %v", b, err)
 	}
 }

@@ -35,6 +35,12 @@ type ErasureCompletion struct {
 	KeyVerifiedGone bool
 	StreamsAffected int64
 	EventsAffected  int64
+	// Resumed: the completion was recorded by a call that found the
+	// erasure already started, after an earlier attempt was interrupted.
+	// KeyExisted and VersionsDestroyed then describe that last call's
+	// destroy only: an earlier attempt may have destroyed the key already
+	// (KeyVerifiedGone is what proves it is gone).
+	Resumed bool
 }
 
 // ErrNotErased is returned by Readmit for a subject that is not erased.
@@ -52,8 +58,8 @@ type Ledger interface {
 	// is fenced — unless ref already has one, which it returns instead
 	// (created false).
 	StartErasure(ctx context.Context, e Erasure) (stored Erasure, created bool, err error)
-	// CompleteErasure records what the erasure did (once; later calls
-	// keep the first record).
+	// CompleteErasure records what the erasure did, c.Resumed included
+	// (once; later calls keep the first record).
 	CompleteErasure(ctx context.Context, id [16]byte, c ErasureCompletion) error
 	// ErasureOf returns the erasure of ref, if any.
 	ErasureOf(ctx context.Context, ref keystore.Ref) (Erasure, bool, error)
@@ -109,6 +115,7 @@ func (e Erasure) MarshalJSON() ([]byte, error) {
 		KeyVerifiedGone   bool      `json:"keyVerifiedGone"`
 		StreamsAffected   int64     `json:"streamsAffected"`
 		EventsAffected    int64     `json:"eventsAffected"`
+		Resumed           bool      `json:"resumed,omitempty"`
 	}
 	r := struct {
 		ID          string       `json:"erasureId"`
@@ -124,7 +131,7 @@ func (e Erasure) MarshalJSON() ([]byte, error) {
 		Reason: e.Reason, LegalBasis: e.LegalBasis, Status: "pending"}
 	if c := e.Completion; c != nil {
 		r.Status = "completed"
-		r.Completion = &completion{c.CompletedAt, c.KeyExisted, c.VersionsDestroyed, c.KeyVerifiedGone, c.StreamsAffected, c.EventsAffected}
+		r.Completion = &completion{c.CompletedAt, c.KeyExisted, c.VersionsDestroyed, c.KeyVerifiedGone, c.StreamsAffected, c.EventsAffected, c.Resumed}
 	}
 	return json.Marshal(r)
 }

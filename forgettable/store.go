@@ -1135,10 +1135,14 @@ func (s *Store) ForgetRef(ctx context.Context, ref keystore.Ref, req ErasureRequ
 	var id [16]byte
 	_, _ = rand.Read(id[:])
 	id[6], id[8] = id[6]&0x0f|0x40, id[8]&0x3f|0x80 // UUID v4
-	e, _, err := s.ledger.StartErasure(ctx, Erasure{ID: id, Ref: ref, Actor: req.Actor, RequestID: req.RequestID, Reason: req.Reason, LegalBasis: req.LegalBasis})
+	e, created, err := s.ledger.StartErasure(ctx, Erasure{ID: id, Ref: ref, Actor: req.Actor, RequestID: req.RequestID, Reason: req.Reason, LegalBasis: req.LegalBasis})
 	if err != nil {
 		return Erasure{}, fmt.Errorf("forget: %w", err)
 	}
+	// Not created: an earlier (or concurrent) call started this erasure and
+	// may have destroyed the key already, so this call's destroy report
+	// alone may not say what there was. The completion says so.
+	resumed := !created
 	// Tell the read models now, before the key store is asked: if Vault is
 	// down, the erasure stays pending, but nothing derived from the
 	// subject may outlive the fence.
@@ -1156,7 +1160,7 @@ func (s *Store) ForgetRef(ctx context.Context, ref keystore.Ref, req ErasureRequ
 	}
 	completion := ErasureCompletion{
 		CompletedAt: time.Now().UTC(), KeyExisted: report.Existed, VersionsDestroyed: report.VersionsDestroyed,
-		KeyVerifiedGone: report.Verified, StreamsAffected: streams, EventsAffected: events,
+		KeyVerifiedGone: report.Verified, StreamsAffected: streams, EventsAffected: events, Resumed: resumed,
 	}
 	if err := s.appendErasureRecord(ctx, e, completion); err != nil {
 		return Erasure{}, fmt.Errorf("forget: %w", err)
@@ -1175,7 +1179,7 @@ func (s *Store) ForgetRef(ctx context.Context, ref keystore.Ref, req ErasureRequ
 // to ErasedStreamID. The event id is the erasure id, so a repeated call
 // appends nothing twice.
 func (s *Store) appendErasureRecord(ctx context.Context, e Erasure, c ErasureCompletion) error {
-	data, err := json.Marshal(map[string]any{
+	record := map[string]any{
 		"erasureId":       eventstore.EventID(e.ID).String(),
 		"subjectRef":      e.Ref,
 		"requestedAt":     e.RequestedAt,
@@ -1185,7 +1189,11 @@ func (s *Store) appendErasureRecord(ctx context.Context, e Erasure, c ErasureCom
 		"keyVerifiedGone": c.KeyVerifiedGone,
 		"streamsAffected": c.StreamsAffected,
 		"eventsAffected":  c.EventsAffected,
-	})
+	}
+	if c.Resumed {
+		record["resumed"] = true // as in the receipt: keyExisted is this attempt's
+	}
+	data, err := json.Marshal(record)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,9 @@ type AuditExportOptions struct {
 	Kinds  []string
 	Actor  string
 	Stream string
+	// SubjectRef selects the records whose subjectRefs hold this subject
+	// reference (64 lowercase hex digits, never a subject id).
+	SubjectRef string
 	// Format is "ndjson" (also when empty) or "csv".
 	Format string
 }
@@ -38,6 +41,9 @@ func (o AuditExportOptions) query() url.Values {
 	}
 	if o.Stream != "" {
 		q.Set("stream", o.Stream)
+	}
+	if o.SubjectRef != "" {
+		q.Set("subjectRef", o.SubjectRef)
 	}
 	if o.Format != "" {
 		q.Set("format", o.Format)

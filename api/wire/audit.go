@@ -83,6 +83,7 @@ type AuditSummary struct {
 	Kinds       []string   `json:"kinds"`
 	Actor       string     `json:"actor,omitempty"`
 	Stream      string     `json:"stream,omitempty"`
+	SubjectRef  string     `json:"subjectRef,omitempty"` // the subject filter
 	GeneratedAt time.Time  `json:"generatedAt"`
 	Complete    bool       `json:"complete"`
 }

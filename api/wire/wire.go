@@ -245,6 +245,11 @@ type ErasureCompletion struct {
 	KeyVerifiedGone bool  `json:"keyVerifiedGone"`
 	StreamsAffected int64 `json:"streamsAffected"`
 	EventsAffected  int64 `json:"eventsAffected"`
+	// Resumed: completed by a call that found the erasure already started
+	// (an earlier attempt was interrupted). KeyExisted and
+	// KeyVersionsDestroyed then describe the last attempt only; an earlier
+	// one may have destroyed the key. Absent when false.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // HoldRequest is the optional body of PUT/DELETE

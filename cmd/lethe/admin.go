@@ -123,8 +123,15 @@ func subjectCommand(ctx context.Context, cmd string, sh *shredding, subject, act
 			return err
 		}
 		if !ok {
-			fmt.Fprintln(stdout, `{"status":"not erased"}`)
-			return nil
+			// The reference, for the audit export's --subject-ref.
+			ref, err := s.SubjectRef(ctx, subject)
+			if err != nil {
+				return err
+			}
+			return printJSON(stdout, struct {
+				Status     string `json:"status"`
+				SubjectRef string `json:"subjectRef"`
+			}{"not erased", string(ref)})
 		}
 		// The document of GET /v1/subjects/{subject}/erasure, and of
 		// lethe erasures get.

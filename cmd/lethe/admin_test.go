@@ -84,6 +84,16 @@ func TestSubjectAndPolicyCommands(t *testing.T) {
 	if out, err := cli("ada@example.com\n", "subject", "release", "--subject", "-"); err != nil {
 		t.Fatalf("release: %v %s", err, out)
 	}
+	// Before the erasure, status names her reference (for the audit
+	// export's --subject-ref), never her id.
+	before, err := cli("ada@example.com\n", "subject", "status", "--subject", "-")
+	if err != nil || strings.Contains(before, "ada@") {
+		t.Fatalf("status before the erasure: %s, %v", before, err)
+	}
+	var notErased struct{ Status, SubjectRef string }
+	if err := json.Unmarshal([]byte(before), &notErased); err != nil || notErased.Status != "not erased" || len(notErased.SubjectRef) != 64 {
+		t.Fatalf("status before the erasure: %q (%v)", before, err)
+	}
 	out, err = cli("ada@example.com\n", "subject", "erase", "--subject", "-", "--legal-basis", "GDPR Art. 17(1)(a)", "--request-id", "REQ-1")
 	if err != nil {
 		t.Fatalf("erase: %v %s", err, out)
@@ -101,7 +111,7 @@ func TestSubjectAndPolicyCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &receipt); err != nil {
 		t.Fatalf("receipt %q: %v", out, err)
 	}
-	if receipt.Status != "completed" || !receipt.Completion.KeyVerifiedGone || receipt.Completion.EventsAffected != 1 || receipt.Actor != "cli:tester" || len(receipt.SubjectRef) != 64 {
+	if receipt.Status != "completed" || !receipt.Completion.KeyVerifiedGone || receipt.Completion.EventsAffected != 1 || receipt.Actor != "cli:tester" || receipt.SubjectRef != notErased.SubjectRef {
 		t.Fatalf("receipt = %+v", receipt)
 	}
 	if strings.Contains(out, "ada@example.com") {

@@ -27,6 +27,9 @@ Flags:
   --kind K1,K2             only these kinds (repeatable): %s
   --actor A                one actor's actions (a token id or token:ID selects both forms)
   --stream S               the appends to a stream and the reads that showed it
+  --subject-ref REF        everything done to or with one subject's data: the
+                           records whose subject references hold REF (64 hex
+                           digits: a receipt's or access export's subjectRef)
   --format ndjson|csv      default ndjson
 `
 
@@ -42,9 +45,9 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 		return errors.New("no audit command given")
 	}
 	var (
-		c                               config
-		from, to, actor, stream, format string
-		kinds                           kindList
+		c                                           config
+		from, to, actor, stream, subjectRef, format string
+		kinds                                       kindList
 	)
 	f := newFlagSet("audit export", getenv, stderr)
 	c.bindDatabase(f)
@@ -53,6 +56,7 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	f.fs.Var(&kinds, "kind", "only these kinds, comma-separated or repeated: "+strings.Join(wire.AuditKinds, ", "))
 	f.fs.StringVar(&actor, "actor", "", "only this actor's actions")
 	f.fs.StringVar(&stream, "stream", "", "only the appends to this stream and the reads that showed it")
+	f.fs.StringVar(&subjectRef, "subject-ref", "", "only the records whose subject references hold this one (64 hex digits)")
 	f.fs.StringVar(&format, "format", "ndjson", "ndjson or csv")
 	if err := f.parse(args[1:]); err != nil {
 		return err
@@ -60,7 +64,7 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if f.fs.NArg() > 0 {
 		return errors.New("audit export takes no operands")
 	}
-	q, fmtName, err := api.ParseAuditQuery(from, to, kinds, actor, stream, format)
+	q, fmtName, err := api.ParseAuditQuery(from, to, kinds, actor, stream, subjectRef, format)
 	if err != nil {
 		return err
 	}

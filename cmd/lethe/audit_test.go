@@ -54,7 +54,7 @@ func TestAuditCommands(t *testing.T) {
 	if _, err := store.Append(ctx, "lead-1", eventstore.NoStream, forgettable.Event{
 		EventData: eventstore.EventData{ID: eventstore.NewEventID(), Type: "lead-initialized", Actor: "importer",
 			Data: json.RawMessage(`{"first-name":"Ada","phone-number":"555-0199"}`)},
-		PersonalData: []forgettable.PersonalData{{Subject: "ada@example.com"}}}); err != nil {
+		PersonalData: []forgettable.PersonalData{{Subject: "ada@example.com", Paths: []string{"/first-name", "/phone-number"}}}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -135,21 +135,57 @@ func TestAuditCommands(t *testing.T) {
 		t.Errorf("CSV summary %q, want count 3 and sha256 %x", rows[4][10], sum)
 	}
 
+	// One subject's records: the append, key rotation and hold that name
+	// the reference, no policy or token change.
+	var ref string
+	if err := pool.QueryRow(ctx, `SELECT subject_ref FROM legal_holds`).Scan(&ref); err != nil {
+		t.Fatal(err)
+	}
+	out, err = cli("audit", "export", "--subject-ref", ref)
+	if err != nil {
+		t.Fatalf("audit export --subject-ref: %v\n%s", err, out)
+	}
+	lines = strings.SplitAfter(strings.TrimSuffix(out, "\n"), "\n")
+	var kinds []string
+	for _, l := range lines[:len(lines)-1] {
+		var r wire.AuditRecord
+		if err := json.Unmarshal([]byte(l), &r); err != nil || !slices.Equal(r.SubjectRefs, []string{ref}) {
+			t.Errorf("record %s (%v): want subjectRefs [%s]", l, err, ref)
+		}
+		kinds = append(kinds, r.Kind)
+	}
+	if want := []string{wire.AuditAppend, wire.AuditKeyRotated, wire.AuditHoldPlaced}; !slices.Equal(kinds, want) {
+		t.Errorf("--subject-ref: kinds %v, want %v", kinds, want)
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &summary); err != nil || summary.Summary == nil || summary.Summary.SubjectRef != ref ||
+		summary.Summary.Count != 3 {
+		t.Errorf("--subject-ref: summary %s (%v)", lines[len(lines)-1], err)
+	}
+	other := strings.Repeat("0", 64)
+	if out, err := cli("audit", "export", "--subject-ref", other); err != nil || !strings.HasPrefix(out, `{"summary":`) {
+		t.Errorf("--subject-ref of nobody: %v\n%s", err, out)
+	}
+
 	// Bad flags are refused before any output.
 	for _, args := range [][]string{
 		{"audit", "export", "--kind", "nope"},
 		{"audit", "export", "--from", "yesterday"},
 		{"audit", "export", "--format", "xml"},
+		{"audit", "export", "--subject-ref", "ada@example.com"},
+		{"audit", "export", "--subject-ref", strings.ToUpper(strings.Repeat("ab", 32))},
 		{"audit", "export", "extra"},
 		{"audit"},
 		{"audit", "import"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(ctx, args, vars, nil, &stdout, &stderr)
+		if err != nil && strings.Contains(err.Error()+stderr.String(), "ada@example.com") {
+			t.Errorf("%v: the error quotes the subject id: %v %s", args, err, stderr.String())
+		}
 		if err == nil || stdout.Len() != 0 {
 			t.Errorf("%v: err %v, stdout %q; want an error and no output", args, err, stdout.String())
 		}
-		if args[len(args)-1] == "nope" && !errors.Is(err, api.ErrInvalidAuditQuery) {
+		if (args[len(args)-1] == "nope" || (len(args) > 2 && args[2] == "--subject-ref")) && !errors.Is(err, api.ErrInvalidAuditQuery) {
 			t.Errorf("%v: err %v, want ErrInvalidAuditQuery", args, err)
 		}
 	}

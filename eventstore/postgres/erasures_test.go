@@ -17,6 +17,7 @@ import (
 	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
+	"github.com/lethe-store/lethe/keystore"
 )
 
 func randomRef(tb testing.TB) string {
@@ -238,5 +239,55 @@ func TestErasureProof(t *testing.T) {
 	p, err = ledger.ErasureProof(ctx, id, "lead-2", 2)
 	if err != nil || !slices.Equal(p.Streams, []string{"lead-3"}) || p.MoreStreams {
 		t.Errorf("second page of streams = %v (more %v), %v; want [lead-3], no more", p.Streams, p.MoreStreams, err)
+	}
+}
+
+// StartErasure says whether it created the ledger row; a completion's
+// resumed flag is stored once, like the rest of it, and read back by every
+// reader of the ledger.
+func TestCompleteErasureStoresResumed(t *testing.T) {
+	t.Parallel()
+	s := MustOpenStore(t)
+	ctx := testenv.Context(t)
+	ledger := postgres.NewLedger(s.Pool())
+	ref := keystore.Ref(randomRef(t))
+	e := forgettable.Erasure{ID: eventstore.NewEventID(), Ref: ref, Actor: "test"}
+	if _, created, err := ledger.StartErasure(ctx, e); err != nil || !created {
+		t.Fatalf("first start: created %v, %v", created, err)
+	}
+	again := forgettable.Erasure{ID: eventstore.NewEventID(), Ref: ref, Actor: "other"}
+	stored, created, err := ledger.StartErasure(ctx, again)
+	if err != nil || created || stored.ID != e.ID {
+		t.Fatalf("second start: %+v created %v, %v; want the first, not created", stored, created, err)
+	}
+	if err := ledger.CompleteErasure(ctx, e.ID, forgettable.ErasureCompletion{KeyVerifiedGone: true, Resumed: true}); err != nil {
+		t.Fatal(err)
+	}
+	// A later completion keeps the first record.
+	if err := ledger.CompleteErasure(ctx, e.ID, forgettable.ErasureCompletion{KeyExisted: true, VersionsDestroyed: 1, KeyVerifiedGone: true}); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := ledger.ErasureOf(ctx, ref)
+	if err != nil || !ok || got.Completion == nil || !got.Completion.Resumed || got.Completion.KeyExisted {
+		t.Fatalf("erasure of the ref = %+v, %v, %v; want the resumed completion", got.Completion, ok, err)
+	}
+	p, err := ledger.ErasureProof(ctx, e.ID, "", 10)
+	if err != nil || p.Completion == nil || !p.Completion.Resumed {
+		t.Errorf("proof completion = %+v, %v; want resumed", p.Completion, err)
+	}
+	list, err := ledger.ListErasures(ctx, forgettable.ErasureQuery{Status: forgettable.ErasuresCompleted, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, l := range list {
+		if l.ID == e.ID {
+			found = l.Completion != nil && l.Completion.Resumed
+		} else if l.Completion != nil && l.Completion.Resumed {
+			t.Errorf("erasure %x listed as resumed: %+v", l.ID, l.Completion)
+		}
+	}
+	if !found {
+		t.Errorf("the resumed erasure is not listed as resumed: %+v", list)
 	}
 }

@@ -76,7 +76,7 @@ func (l *Ledger) Successor(ctx context.Context, ref keystore.Ref) (keystore.Ref,
 }
 
 const erasureColumns = `e.erasure_id, e.subject_ref, e.requested_at, e.actor, e.request_id, e.reason, e.legal_basis,
-    c.completed_at, c.key_existed, c.versions_destroyed, c.key_verified_gone, c.streams_affected, c.events_affected`
+    c.completed_at, c.key_existed, c.versions_destroyed, c.key_verified_gone, c.streams_affected, c.events_affected, c.resumed`
 
 func scanErasure(row pgx.Row) (forgettable.Erasure, error) {
 	var (
@@ -89,16 +89,17 @@ func scanErasure(row pgx.Row) (forgettable.Erasure, error) {
 		verified  pgtype.Bool
 		streams   pgtype.Int8
 		events    pgtype.Int8
+		resumed   pgtype.Bool
 	)
 	if err := row.Scan(&id, &ref, &e.RequestedAt, &e.Actor, &e.RequestID, &e.Reason, &e.LegalBasis,
-		&completed, &existed, &versions, &verified, &streams, &events); err != nil {
+		&completed, &existed, &versions, &verified, &streams, &events, &resumed); err != nil {
 		return e, err
 	}
 	e.ID, e.Ref, e.RequestedAt = id.Bytes, keystore.Ref(ref), e.RequestedAt.UTC()
 	if completed.Valid {
 		e.Completion = &forgettable.ErasureCompletion{
 			CompletedAt: completed.Time.UTC(), KeyExisted: existed.Bool, VersionsDestroyed: int(versions.Int32),
-			KeyVerifiedGone: verified.Bool, StreamsAffected: streams.Int64, EventsAffected: events.Int64,
+			KeyVerifiedGone: verified.Bool, StreamsAffected: streams.Int64, EventsAffected: events.Int64, Resumed: resumed.Bool,
 		}
 	}
 	return e, nil
@@ -136,9 +137,9 @@ FROM erasures e LEFT JOIN erasure_completions c USING (erasure_id) WHERE e.subje
 // CompleteErasure implements forgettable.Ledger.
 func (l *Ledger) CompleteErasure(ctx context.Context, id [16]byte, c forgettable.ErasureCompletion) error {
 	_, err := l.pool.Exec(ctx, `
-INSERT INTO erasure_completions (erasure_id, key_existed, versions_destroyed, key_verified_gone, streams_affected, events_affected)
-VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (erasure_id) DO NOTHING`,
-		pgtype.UUID{Bytes: id, Valid: true}, c.KeyExisted, c.VersionsDestroyed, c.KeyVerifiedGone, c.StreamsAffected, c.EventsAffected)
+INSERT INTO erasure_completions (erasure_id, key_existed, versions_destroyed, key_verified_gone, streams_affected, events_affected, resumed)
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (erasure_id) DO NOTHING`,
+		pgtype.UUID{Bytes: id, Valid: true}, c.KeyExisted, c.VersionsDestroyed, c.KeyVerifiedGone, c.StreamsAffected, c.EventsAffected, c.Resumed)
 	if err != nil {
 		return fmt.Errorf("record erasure completion: %w", err)
 	}
