@@ -2,9 +2,7 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"time"
 )
@@ -56,28 +54,9 @@ func (o AuditExportOptions) query() url.Values {
 // returns how many bytes it wrote. An export cut off (the connection
 // aborted) is an error, and what w got lacks its summary line.
 func (c *Client) ExportAudit(ctx context.Context, opts AuditExportOptions, w io.Writer) (int64, error) {
-	u := c.base + "/v1/audit/export"
+	path := "/v1/audit/export"
 	if q := opts.query(); len(q) > 0 {
-		u += "?" + q.Encode()
+		path += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return 0, err
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, readProblem(resp)
-	}
-	n, err := io.Copy(w, resp.Body)
-	if err != nil {
-		return n, fmt.Errorf("audit export cut off after %d bytes: %w", n, err)
-	}
-	return n, nil
+	return c.download(ctx, "audit export", path, w)
 }

@@ -155,11 +155,17 @@ func (c *Client) Erasure(ctx context.Context, subject string) (wire.ErasureRecei
 // (the connection aborted) is an error, and what w got lacks the final
 // "complete": true.
 func (c *Client) ExportSubject(ctx context.Context, subject string, w io.Writer) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/subjects/"+url.PathEscape(subject)+"/export", nil)
+	return c.download(ctx, "subject export", "/v1/subjects/"+url.PathEscape(subject)+"/export", w)
+}
+
+// download GETs path and copies the answer to w as it arrives (an export:
+// too large to hold); an error answer is a *wire.Problem, a body cut off
+// an error naming what (e.g. "audit export").
+func (c *Client) download(ctx context.Context, what, path string, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -173,7 +179,7 @@ func (c *Client) ExportSubject(ctx context.Context, subject string, w io.Writer)
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
-		return n, fmt.Errorf("subject export cut off after %d bytes: %w", n, err)
+		return n, fmt.Errorf("%s cut off after %d bytes: %w", what, n, err)
 	}
 	return n, nil
 }

@@ -10,29 +10,18 @@ import (
 
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
 	"github.com/lethe-store/lethe/keystore"
-	"github.com/lethe-store/lethe/keystore/vault"
 )
 
 // The admin commands against real PostgreSQL and Vault, with the
 // least-privilege Vault token the tests use.
 func TestSubjectAndPolicyCommands(t *testing.T) {
 	t.Parallel()
-	ctx := testenv.Context(t)
-	dbURL := testenv.MigratedDatabase(t)
-	client, mount, prefix := testenv.LetheVault(t)
-	vars := env(map[string]string{
-		"LETHE_DATABASE_URL": dbURL, "LETHE_VAULT_ADDR": client.Address(), "LETHE_VAULT_TOKEN": client.Token(),
-		"LETHE_VAULT_MOUNT": mount, "LETHE_VAULT_PREFIX": prefix, "USER": "tester",
-	})
-	cli := func(stdin string, args ...string) (string, error) {
-		var stdout, stderr bytes.Buffer
-		err := run(ctx, args, vars, strings.NewReader(stdin), &stdout, &stderr)
-		return stdout.String() + stderr.String(), err
-	}
+	e := newCLIEnv(t)
+	ctx, pool, store, mount, prefix := e.ctx, e.pool, e.store, e.mount, e.prefix
+	cli := e.run
 
 	// A policy, through the CLI.
 	if out, err := cli("", "policy", "put", "--type", "lead-initialized", "--paths", "/first-name,/phone-number"); err != nil {
@@ -47,15 +36,6 @@ func TestSubjectAndPolicyCommands(t *testing.T) {
 	}
 
 	// Data for a subject, through the Go API.
-	pool := testenv.Pool(t, dbURL)
-	events := postgres.New(pool, postgres.Options{})
-	defer events.Close()
-	keys, err := vault.New(ctx, vault.Config{Client: client, Mount: mount, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger := postgres.NewLedger(pool)
-	store := forgettable.New(events, keys, ledger, ledger, forgettable.Options{})
 	if _, err := store.Append(ctx, "lead-1", eventstore.NoStream, forgettable.Event{
 		EventData:    eventstore.EventData{ID: eventstore.NewEventID(), Type: "lead-initialized", Data: json.RawMessage(`{"first-name":"Ada","phone-number":"555-1"}`)},
 		PersonalData: []forgettable.PersonalData{{Subject: "ada@example.com"}}}); err != nil {

@@ -15,42 +15,18 @@ import (
 	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
-	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore/vault"
 )
 
 // The command line's changes are in the audit trail under its actor, and
 // `lethe audit export` writes the same format as the route.
 func TestAuditCommands(t *testing.T) {
 	t.Parallel()
-	ctx := testenv.Context(t)
-	dbURL := testenv.MigratedDatabase(t)
-	client, mount, prefix := testenv.LetheVault(t)
-	vars := env(map[string]string{
-		"LETHE_DATABASE_URL": dbURL, "LETHE_VAULT_ADDR": client.Address(), "LETHE_VAULT_TOKEN": client.Token(),
-		"LETHE_VAULT_MOUNT": mount, "LETHE_VAULT_PREFIX": prefix, "USER": "tester",
-	})
-	cli := func(args ...string) (string, error) {
-		var stdout, stderr bytes.Buffer
-		err := run(ctx, args, vars, strings.NewReader(""), &stdout, &stderr)
-		if err != nil {
-			return stdout.String() + stderr.String(), err
-		}
-		return stdout.String(), nil
-	}
+	e := newCLIEnv(t)
+	ctx, pool, store := e.ctx, e.pool, e.store
+	cli := func(args ...string) (string, error) { return e.run("", args...) }
 
 	// A subject's data, through the Go API, with an actor.
-	pool := testenv.Pool(t, dbURL)
-	events := postgres.New(pool, postgres.Options{})
-	defer events.Close()
-	keys, err := vault.New(ctx, vault.Config{Client: client, Mount: mount, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger := postgres.NewLedger(pool)
-	store := forgettable.New(events, keys, ledger, ledger, forgettable.Options{})
 	if _, err := store.Append(ctx, "lead-1", eventstore.NoStream, forgettable.Event{
 		EventData: eventstore.EventData{ID: eventstore.NewEventID(), Type: "lead-initialized", Actor: "importer",
 			Data: json.RawMessage(`{"first-name":"Ada","phone-number":"555-0199"}`)},
@@ -178,7 +154,7 @@ func TestAuditCommands(t *testing.T) {
 		{"audit", "import"},
 	} {
 		var stdout, stderr bytes.Buffer
-		err := run(ctx, args, vars, nil, &stdout, &stderr)
+		err := run(ctx, args, env(e.vars), nil, &stdout, &stderr)
 		if err != nil && strings.Contains(err.Error()+stderr.String(), "ada@example.com") {
 			t.Errorf("%v: the error quotes the subject id: %v %s", args, err, stderr.String())
 		}

@@ -27,7 +27,7 @@ import (
 // verify` passes before and after the erasure and fails after a row is
 // edited behind Lethe's back.
 func TestComplianceAcceptance(t *testing.T) {
-	e := newVerifyEnv(t)
+	e := newCLIEnv(t)
 	const adminToken = "admin-compliance-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	vars := map[string]string{"LETHE_ADMIN_TOKEN": adminToken, "LETHE_LISTEN_ADDR": "127.0.0.1:0"}
 	for k, v := range e.vars {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -12,10 +11,7 @@ import (
 
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
-	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore/vault"
 	projpg "github.com/lethe-store/lethe/projection/postgres"
 )
 
@@ -24,27 +20,10 @@ import (
 // receipt, the same document as the API's, for the subject's file.
 func TestErasuresCommands(t *testing.T) {
 	t.Parallel()
-	ctx := testenv.Context(t)
-	dbURL := testenv.MigratedDatabase(t)
-	client, mount, prefix := testenv.LetheVault(t)
-	vars := env(map[string]string{
-		"LETHE_DATABASE_URL": dbURL, "LETHE_VAULT_ADDR": client.Address(), "LETHE_VAULT_TOKEN": client.Token(),
-		"LETHE_VAULT_MOUNT": mount, "LETHE_VAULT_PREFIX": prefix, "USER": "dpo",
-	})
-	cli := func(stdin string, args ...string) (string, error) {
-		var stdout, stderr bytes.Buffer
-		err := run(ctx, args, vars, strings.NewReader(stdin), &stdout, &stderr)
-		return stdout.String() + stderr.String(), err
-	}
-	pool := testenv.Pool(t, dbURL)
-	events := postgres.New(pool, postgres.Options{})
-	defer events.Close()
-	keys, err := vault.New(ctx, vault.Config{Client: client, Mount: mount, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger := postgres.NewLedger(pool)
-	store := forgettable.New(events, keys, ledger, ledger, forgettable.Options{})
+	e := newCLIEnv(t)
+	e.vars["USER"] = "dpo"
+	ctx, pool, store := e.ctx, e.pool, e.store
+	cli := e.run
 	for _, stream := range []string{"lead-2", "lead-1"} {
 		if _, err := store.Append(ctx, stream, eventstore.NoStream, forgettable.Event{
 			EventData:    eventstore.EventData{ID: eventstore.NewEventID(), Type: "lead-initialized", Data: json.RawMessage(`{"first-name":"Ada"}`)},

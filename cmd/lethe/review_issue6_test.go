@@ -16,7 +16,7 @@ import (
 // still read that export, which lethe audit export wrote itself.
 func TestReviewIssue6VerifyReadsLongAppendRecords(t *testing.T) {
 	t.Parallel()
-	e := newVerifyEnv(t)
+	e := newCLIEnv(t)
 	const n = 17000 // 17,000 refs of 67 bytes: about 1.1 MiB in one line
 	evs := make([]eventstore.EventData, n)
 	for i := range evs {
@@ -51,7 +51,7 @@ func TestReviewIssue6VerifyReadsLongAppendRecords(t *testing.T) {
 // another actor appended.
 func TestReviewIssue6AuditAppendGroupingByActor(t *testing.T) {
 	t.Parallel()
-	e := newVerifyEnv(t)
+	e := newCLIEnv(t)
 	evs := make([]eventstore.EventData, 3)
 	for i, actor := range []string{"cli:alice", "cli:bob", "cli:alice"} {
 		evs[i] = eventstore.EventData{ID: eventstore.NewEventID(), Type: "thing-happened", Actor: actor, Data: json.RawMessage(`{}`)}

@@ -14,58 +14,12 @@ import (
 
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
-	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore/vault"
 )
-
-// verifyEnv is a database with events (sealed personal data included) and
-// the CLI on it.
-type verifyEnv struct {
-	t      *testing.T
-	ctx    context.Context
-	dbURL  string
-	vars   map[string]string
-	events *postgres.Store
-	store  *forgettable.Store
-}
-
-func newVerifyEnv(t *testing.T) *verifyEnv {
-	t.Helper()
-	ctx := testenv.Context(t)
-	dbURL := testenv.MigratedDatabase(t)
-	client, mount, prefix := testenv.LetheVault(t)
-	vars := map[string]string{
-		"LETHE_DATABASE_URL": dbURL, "LETHE_VAULT_ADDR": client.Address(), "LETHE_VAULT_TOKEN": client.Token(),
-		"LETHE_VAULT_MOUNT": mount, "LETHE_VAULT_PREFIX": prefix, "USER": "tester",
-	}
-	pool := testenv.Pool(t, dbURL)
-	events := postgres.New(pool, postgres.Options{})
-	t.Cleanup(events.Close)
-	keys, err := vault.New(ctx, vault.Config{Client: client, Mount: mount, Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger := postgres.NewLedger(pool)
-	return &verifyEnv{t: t, ctx: ctx, dbURL: dbURL, vars: vars, events: events,
-		store: forgettable.New(events, keys, ledger, ledger, forgettable.Options{})}
-}
-
-// cli runs lethe with args and returns its output and exit status.
-func (e *verifyEnv) cli(stdin string, args ...string) (string, int) {
-	var stdout, stderr bytes.Buffer
-	err := run(e.ctx, args, env(e.vars), strings.NewReader(stdin), &stdout, &stderr)
-	out := stdout.String() + stderr.String()
-	if err != nil {
-		return out + "\nerror: " + err.Error(), exitCode(err)
-	}
-	return out, 0
-}
 
 // tamper edits rows behind Lethe's back, as the superuser the tests
 // connect as, with the append-only trigger off for the transaction.
-func (e *verifyEnv) tamper(stmts ...string) {
+func (e *cliEnv) tamper(stmts ...string) {
 	e.t.Helper()
 	tx, err := e.events.Pool().Begin(e.ctx)
 	if err != nil {
@@ -82,7 +36,7 @@ func (e *verifyEnv) tamper(stmts ...string) {
 	}
 }
 
-func (e *verifyEnv) appendPersonal(stream, subject string, n int) {
+func (e *cliEnv) appendPersonal(stream, subject string, n int) {
 	e.t.Helper()
 	evs := make([]forgettable.Event, n)
 	for i := range evs {
@@ -96,7 +50,7 @@ func (e *verifyEnv) appendPersonal(stream, subject string, n int) {
 	}
 }
 
-func (e *verifyEnv) appendPlain(stream string, n int) {
+func (e *cliEnv) appendPlain(stream string, n int) {
 	e.t.Helper()
 	evs := make([]eventstore.EventData, n)
 	for i := range evs {
@@ -107,7 +61,7 @@ func (e *verifyEnv) appendPlain(stream string, n int) {
 	}
 }
 
-func (e *verifyEnv) head(stream string) (int64, string) {
+func (e *cliEnv) head(stream string) (int64, string) {
 	e.t.Helper()
 	evs, err := e.events.ReadStream(e.ctx, stream, eventstore.ReadStreamOptions{Backward: true, From: eventstore.EndOfStream, Limit: 1})
 	if err != nil {
@@ -130,7 +84,7 @@ func writeFile(t *testing.T, name string, data []byte) string {
 // edited behind Lethe's back is named by stream and version.
 func TestVerifyCommand(t *testing.T) {
 	t.Parallel()
-	e := newVerifyEnv(t)
+	e := newCLIEnv(t)
 	e.appendPersonal("person-1", "ada@example.com", 1)
 	e.appendPersonal("person-1", "ada@example.com", 3)
 	e.appendPersonal("person-1", "ada@example.com", 12)
@@ -256,7 +210,7 @@ func csvExport(t *testing.T, recs []auditRecord) []byte {
 // event links against the store.
 func TestVerifyFile(t *testing.T) {
 	t.Parallel()
-	e := newVerifyEnv(t)
+	e := newCLIEnv(t)
 	e.appendPlain("order-1", 3)
 	v1, link1 := e.head("order-1")
 	e.appendPlain("order-1", 12)
@@ -343,7 +297,7 @@ func TestVerifyFile(t *testing.T) {
 // finds them in the store, or says which is gone.
 func TestVerifySubjectExportFile(t *testing.T) {
 	t.Parallel()
-	e := newVerifyEnv(t)
+	e := newCLIEnv(t)
 	e.appendPersonal("person-1", "casey@example.com", 2)
 	e.appendPersonal("person-2", "casey@example.com", 11)
 	out, code := e.cli("", "subject", "export", "--subject", "casey@example.com")
