@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lethe-store/lethe/api"
 	apipg "github.com/lethe-store/lethe/api/postgres"
 	"github.com/lethe-store/lethe/api/wire"
@@ -68,12 +69,9 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	pool, err := openPool(ctx, c.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	return exportAudit(ctx, apipg.NewAuditTrail(pool), q, fmtName, stdout)
+	return withPool(ctx, c, func(pool *pgxpool.Pool) error {
+		return exportAudit(ctx, apipg.NewAuditTrail(pool), q, fmtName, stdout)
+	})
 }
 
 // exportAudit writes the audit export, the same as GET /v1/audit/export.
