@@ -1,4 +1,4 @@
-// Package postgres implements eventstore.Store on PostgreSQL 14+ with pgx.
+// Package postgres implements eventstore.Store on PostgreSQL 13+ with pgx.
 //
 // All events live in one table (migrations/001_events.sql). Appends are a
 // single SQL statement: the stream's current version is read, the expected

@@ -95,8 +95,12 @@ const headSQL = `SELECT coalesce(h.version, -1) AS v, h.link
     ) h ON true`
 
 // recordedAtMicros is now() (the recorded_at of the append's events) in
-// Unix microseconds, exactly: extract returns numeric.
-const recordedAtMicros = `(extract(epoch FROM now()) * 1000000)::bigint`
+// Unix microseconds, exactly on every supported PostgreSQL: whole seconds
+// and the microseconds within the minute, each exact even where extract
+// returns a double (PostgreSQL 13; 14 and later return numeric), in UTC so
+// that no session time zone enters.
+const recordedAtMicros = `(extract(epoch FROM date_trunc('second', now() AT TIME ZONE 'UTC'))::bigint * 1000000
+    + extract(microseconds FROM now() AT TIME ZONE 'UTC')::bigint % 1000000)`
 
 // appendSQL appends 2 to 9 events in one statement. The links are chained
 // in the database (migrations/010 lethe_chain_links), from the stream's
