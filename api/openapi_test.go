@@ -16,12 +16,14 @@ import (
 	"testing"
 
 	"github.com/go-chi/chi/v5"
+	"gopkg.in/yaml.v3"
 )
 
 // The reference docs (docs/openapi.yaml, docs/api.md) must describe the
 // router exactly: every route and method it serves, nothing it does not,
-// and the same problem types. The YAML is read line by line (no YAML
-// dependency): path keys at 2 spaces under "paths:", methods at 4.
+// and the same problem types. Routes are read line by line: path keys at
+// 2 spaces under "paths:", methods at 4; TestOpenAPIIsValidYAML parses the
+// whole file.
 
 // repoFile returns the path of a file relative to the repository root:
 // the nearest directory above the test's working directory (api/) that
@@ -477,4 +479,56 @@ var httpStatusByName = map[string]int{
 	"StatusUnprocessableEntity":   http.StatusUnprocessableEntity,
 	"StatusInternalServerError":   http.StatusInternalServerError,
 	"StatusServiceUnavailable":    http.StatusServiceUnavailable,
+}
+
+// docs/openapi.yaml parses as YAML into an OpenAPI document, with every
+// $ref pointing at a component that exists: the line-based checks above
+// would read a file no tool can load.
+func TestOpenAPIIsValidYAML(t *testing.T) {
+	spec, err := os.ReadFile(repoFile(t, "docs/openapi.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(spec, &doc); err != nil {
+		t.Fatalf("docs/openapi.yaml is not valid YAML: %v", err)
+	}
+	if v, _ := doc["openapi"].(string); !strings.HasPrefix(v, "3.") {
+		t.Fatalf("openapi: %v, want 3.x", doc["openapi"])
+	}
+	var refs []string
+	var walk func(any)
+	walk = func(v any) {
+		switch c := v.(type) {
+		case map[string]any:
+			for k, x := range c {
+				if s, ok := x.(string); ok && k == "$ref" {
+					refs = append(refs, s)
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range c {
+				walk(x)
+			}
+		}
+	}
+	walk(doc)
+	if len(refs) == 0 {
+		t.Fatal("no $ref in docs/openapi.yaml")
+	}
+	for _, ref := range refs {
+		var node any = doc
+		for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+			m, ok := node.(map[string]any)
+			if !ok {
+				node = nil
+				break
+			}
+			node = m[part]
+		}
+		if node == nil {
+			t.Errorf("$ref %s points at nothing", ref)
+		}
+	}
 }
