@@ -133,6 +133,19 @@ const minServerVersion = 130000
 
 // openPool connects to PostgreSQL and checks the server version.
 func openPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
+	return openPoolReserving(ctx, databaseURL, 0)
+}
+
+// explicitMaxConns reports whether the URL or DSN sets the pool's size.
+func explicitMaxConns(databaseURL string) bool {
+	return strings.Contains(databaseURL, "pool_max_conns")
+}
+
+// openPoolReserving is openPool for a server that keeps reserved
+// connections busy for long stretches (a projection catching up holds two):
+// unless the URL sets pool_max_conns, the pool gets reserved connections on
+// top of pgx's default, so that the API keeps its share.
+func openPoolReserving(ctx context.Context, databaseURL string, reserved int) (*pgxpool.Pool, error) {
 	if databaseURL == "" {
 		return nil, errors.New("no database: set LETHE_DATABASE_URL or --database-url")
 	}
@@ -142,6 +155,9 @@ func openPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 		return nil, errors.New("LETHE_DATABASE_URL is not a valid PostgreSQL URL or DSN")
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "lethe"
+	if reserved > 0 && !explicitMaxConns(databaseURL) {
+		cfg.MaxConns += int32(reserved)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database pool: %w", err)

@@ -21,6 +21,14 @@ import (
 	projpg "github.com/lethe-store/lethe/projection/postgres"
 )
 
+// connsPerCatchUp is how many pool connections a projection holds while
+// it catches up; maxBuiltinProjections, how many built-ins a server runs
+// (analytics, and lookup with Vault).
+const (
+	connsPerCatchUp       = 2
+	maxBuiltinProjections = 2
+)
+
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var c config
 	f := newFlagSet("serve", getenv, stderr)
@@ -70,7 +78,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
-	pool, err := openPool(ctx, c.DatabaseURL)
+	// A projection catching up holds two connections (its batch's
+	// transaction and its streaming read) for as long as it is behind:
+	// the built-in two get theirs on top of pgx's default.
+	pool, err := openPoolReserving(ctx, c.DatabaseURL, connsPerCatchUp*maxBuiltinProjections)
 	if err != nil {
 		return err
 	}
@@ -160,6 +171,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		if err := runner.Register(p); err != nil {
 			return err
 		}
+	}
+	if need := int32(connsPerCatchUp*len(builtins) + 2); pool.Config().MaxConns < need {
+		log.Warn("the database pool is small for the projections: catching up, they hold two connections each, and the API waits; raise pool_max_conns",
+			"pool_max_conns", pool.Config().MaxConns, "want_at_least", need)
 	}
 	runnerDone := make(chan struct{})
 	runCtx, stopRunner := context.WithCancel(ctx)
