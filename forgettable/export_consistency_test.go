@@ -47,7 +47,7 @@ func TestExportDoesNotRevealOthersErasure(t *testing.T) {
 // The access log row (the footprint) names what the export discloses, and
 // nothing more is disclosed: an append whose transaction started earlier
 // (a lower position) but commits after the footprint was taken is not
-// exported (the footprint stops at the log's horizon).
+// exported (the footprint and the events come from one snapshot).
 func TestExportDisclosesOnlyWhatTheFootprintRecorded(t *testing.T) {
 	e := newEnv(t)
 	s := e.instance()

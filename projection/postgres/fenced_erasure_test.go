@@ -16,10 +16,10 @@ import (
 )
 
 // Forget fences the subject in the ledger (reads show "forgotten" at
-// once) but appends the erasure record, the only signal the runner hands to
-// Forget, after Vault destroyed the key. With Vault down the erasure stops
-// in between and nothing retries it: the lookup index keeps finding the
-// stream by the erased subject's values.
+// once) and appends the subject-fenced record before Vault is asked. With
+// Vault down the erasure stops after the fence, left pending: the record
+// must still reach the lookup index, so that no value of the subject's
+// finds the stream any more.
 func TestFencedErasureReachesLookup(t *testing.T) {
 	ctx := testenv.Context(t)
 	root, err := devenv.RepoRoot()
@@ -47,7 +47,7 @@ func TestFencedErasureReachesLookup(t *testing.T) {
 	e.store = forgettable.New(e.events, keys, ledger, ledger, forgettable.Options{})
 	seedLead(t, e.store, "lead-12")
 	r := e.runner(t, 100, postgres.Lookup(keys))
-	catchUp(t, r, postgres.LookupName)
+	catchUp(t, e, r, postgres.LookupName)
 	if got, err := postgres.LookupStreams(ctx, e.pool, keys, "lead", "/phone-number", "555-2951"); err != nil || len(got) != 1 {
 		t.Fatalf("lookup before the erasure = %v, %v", got, err)
 	}
@@ -64,7 +64,7 @@ func TestFencedErasureReachesLookup(t *testing.T) {
 		t.Fatalf("read after the fenced erasure: %v, %v", evs, err)
 	}
 	// ...but not for the read models.
-	catchUp(t, r, postgres.LookupName)
+	catchUp(t, e, r, postgres.LookupName)
 	if got, err := postgres.LookupStreams(ctx, e.pool, keys, "lead", "/phone-number", "555-2951"); err != nil || len(got) != 0 {
 		t.Errorf("lookup by the erased subject's phone = %v, %v; want nothing", got, err)
 	}
