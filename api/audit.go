@@ -235,26 +235,15 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errors.New("no audit trail configured"))
 		return
 	}
-	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.limits.SSEWriteTimeout}
-	started, err := WriteAuditExport(r.Context(), s.opts.Audit, q, format, dw, func() error {
-		h := w.Header()
-		h.Set("Content-Type", format.ContentType())
-		h.Set("Content-Disposition", `attachment; filename="audit-export.`+string(format)+`"`)
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(http.StatusOK)
-		return nil
+	err = s.download(w, r, "audit export", func(dw io.Writer) (bool, error) {
+		return WriteAuditExport(r.Context(), s.opts.Audit, q, format, dw, func() error {
+			sendDownload(w, format.ContentType(), "audit-export."+string(format))
+			return nil
+		})
 	})
-	if err == nil {
-		return
+	if err != nil {
+		s.fail(w, r, err)
 	}
-	if started {
-		if r.Context().Err() == nil {
-			s.log.Error("audit export failed after it started; connection aborted", "request_id", requestID(r), "err", err)
-		}
-		panic(http.ErrAbortHandler)
-	}
-	s.fail(w, r, err)
 }
 
 // deadlineWriter pushes the connection's write deadline forward before

@@ -23,8 +23,10 @@ const SubjectExportFormat = "lethe-subject-export/1"
 // 20): one JSON document, written as the events are read and opened, so a
 // subject with millions of events costs no more memory than one with ten.
 // The access log row (the subject's reference, streams and event count) is
-// written before the first byte. The document ends with "complete": true;
-// a failure after the first byte aborts the connection, so a client never
+// written before the first byte. Nothing is sent until the first 64 KiB
+// are ready, so a failure early on (Vault down, the subject erased) is
+// still a problem document; the document ends with "complete": true, and
+// a failure after its first byte aborts the connection, so a client never
 // takes a cut-off export for a whole one.
 func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 	subject, ok := s.param(w, r, "subject")
@@ -32,35 +34,55 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	// A subject with many events takes longer than the server's write
-	// timeout: the deadline moves with each write, as the audit export's.
-	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.limits.SSEWriteTimeout}
-	started, err := WriteSubjectExport(ctx, s.opts.Subjects, subject, dw, func(fp forgettable.Footprint) error {
-		if err := s.record(ctx, r, &accessTally{streams: fp.Streams, refs: []string{string(fp.Ref)}, events: fp.Events, always: true}); err != nil {
-			return err
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="subject-export-%s.json"`, string(fp.Ref)[:16]))
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusOK)
-		return nil
+	err := s.download(w, r, "subject export", func(dw io.Writer) (bool, error) {
+		return WriteSubjectExport(ctx, s.opts.Subjects, subject, dw, func(fp forgettable.Footprint) error {
+			if err := s.record(ctx, r, &accessTally{streams: fp.Streams, refs: []string{string(fp.Ref)}, events: fp.Events, always: true}); err != nil {
+				return err
+			}
+			sendDownload(w, "application/json", "subject-export-"+string(fp.Ref)[:16]+".json")
+			return nil
+		})
 	})
-	if err == nil {
-		return
-	}
-	if started {
-		s.log.Error("subject export failed after it started; connection aborted", "request_id", requestID(r), "err", err)
-		panic(http.ErrAbortHandler)
-	}
 	var erased *forgettable.SubjectErasedError
-	if errors.As(err, &erased) {
+	switch {
+	case err == nil:
+	case errors.As(err, &erased):
 		writeProblem(w, r, Problem{Type: ProblemTypeBase + "subject-gone", Title: problemTitles["subject-gone"], Status: http.StatusGone,
 			Detail: "The data subject was erased: none of their personal data is left to export. " +
 				"The erasure receipt: GET /v1/subjects/{subject}/erasure.",
 			ErasureID: uuidString(erased.Erasure.ID)})
-		return
+	default:
+		s.fail(w, r, err)
 	}
-	s.fail(w, r, err)
+}
+
+// download streams an export: write writes it to the writer it is given,
+// calling its begin (which sends the answer's header: sendDownload)
+// before the first byte, and reports whether it did. The write deadline
+// moves with each write, so the server's WriteTimeout does not cut a long
+// export. A failure after the first byte aborts the connection (the
+// export lacks its end, which tells a reader it was cut off); one before
+// is returned, for the caller to answer with a problem.
+func (s *Server) download(w http.ResponseWriter, r *http.Request, what string, write func(io.Writer) (started bool, err error)) error {
+	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.limits.SSEWriteTimeout}
+	started, err := write(dw)
+	if err == nil || !started {
+		return err
+	}
+	if r.Context().Err() == nil {
+		s.log.Error(what+" failed after it started; connection aborted", "request_id", requestID(r), "err", err)
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// sendDownload sends the header of an export's 200 answer.
+func sendDownload(w http.ResponseWriter, contentType, filename string) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Disposition", `attachment; filename="`+filename+`"`)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
 }
 
 // SubjectExporter runs a subject's access export; *forgettable.Store
@@ -72,18 +94,18 @@ type SubjectExporter interface {
 // WriteSubjectExport writes a data subject's access export document
 // (format SubjectExportFormat, wire.SubjectExport) to w as the events are
 // read and opened: the server's export route and `lethe subject export`.
-// begin runs with the footprint before the first byte is written: record
-// the access there (an error stops the export with nothing written). It
-// reports whether anything was written: an error after that leaves a
-// document without its final "complete": true.
+// The first 64 KiB are gathered before anything reaches w; begin runs
+// with the footprint just before the first byte does: record the access
+// there (an error stops the export with nothing written). It reports
+// whether anything was written: an error after that leaves a document
+// without its final "complete": true; before, w got nothing.
 func WriteSubjectExport(ctx context.Context, x SubjectExporter, subject string, w io.Writer, begin func(forgettable.Footprint) error) (started bool, err error) {
-	bw := bufio.NewWriterSize(w, 64<<10)
+	var fp forgettable.Footprint
+	sw := &startWriter{w: w, begin: func() error { return begin(fp) }}
+	bw := bufio.NewWriterSize(sw, 64<<10)
 	count := 0
-	err = x.ExportSubject(ctx, subject, func(fp forgettable.Footprint) error {
-		if err := begin(fp); err != nil {
-			return err
-		}
-		started = true
+	err = x.ExportSubject(ctx, subject, func(f forgettable.Footprint) error {
+		fp = f
 		// The header's fields, then the events array left open: the
 		// document is written as the events come.
 		head, err := json.Marshal(struct {
@@ -111,12 +133,13 @@ func WriteSubjectExport(ctx context.Context, x SubjectExporter, subject string, 
 		_, err = bw.Write(b)
 		return err
 	})
-	if err != nil {
-		_ = bw.Flush()
-		return started, err
+	if err == nil {
+		_, err = fmt.Fprintf(bw, "\n],\"count\":%d,\"complete\":true}\n", count)
 	}
-	fmt.Fprintf(bw, "\n],\"count\":%d,\"complete\":true}\n", count)
-	return true, bw.Flush()
+	if err == nil {
+		err = bw.Flush()
+	}
+	return sw.started, err
 }
 
 func nonNil(s []string) []string {

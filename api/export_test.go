@@ -2,17 +2,22 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/api/client"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore/eventstoretest"
+	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
 )
 
@@ -117,5 +122,68 @@ func TestSubjectExportOutlivesWriteTimeout(t *testing.T) {
 	var doc wire.SubjectExport
 	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil || !doc.Complete || len(doc.Streams) != 100 || buf.Len() < 64<<10 {
 		t.Errorf("export: %d bytes, %d streams, complete %v, %v; want 100 streams over 64 KiB", buf.Len(), len(doc.Streams), doc.Complete, err)
+	}
+}
+
+// failingExport is a subject export that repeats its last event copies
+// times, then fails.
+type failingExport struct {
+	api.Subjects
+	copies int
+}
+
+func (f failingExport) ExportSubject(ctx context.Context, subject string, record func(forgettable.Footprint) error, fn func(forgettable.RecordedEvent) error) error {
+	var last forgettable.RecordedEvent
+	if err := f.Subjects.ExportSubject(ctx, subject, record, func(e forgettable.RecordedEvent) error {
+		last = e
+		return fn(e)
+	}); err != nil {
+		return err
+	}
+	for range f.copies {
+		if err := fn(last); err != nil {
+			return err
+		}
+	}
+	return errInjected
+}
+
+// A subject export that fails once bytes are out aborts the connection:
+// the client never gets a document ending with "complete": true. One that
+// fails before its first byte is a problem document, and showed nothing.
+func TestSubjectExportFailureAbortsConnection(t *testing.T) {
+	d := newDeployment(t)
+	a := d.server()
+	tk := d.tokens(a)
+	ctx := testenv.Context(t)
+	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
+		t.Fatal(err)
+	}
+	late := d.server(func(o *api.Options) { o.Subjects = failingExport{o.Subjects, 2000} })
+	early := d.server(func(o *api.Options) { o.Subjects = failingExport{o.Subjects, 0} })
+	path := "/v1/subjects/" + url.PathEscape(casey) + "/export"
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, late.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+d.adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, readErr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || readErr == nil || len(body) < 64<<10 || bytes.Contains(body, []byte(`"complete":true`)) {
+		t.Errorf("failure after the start: %d, %d bytes, read error %v; want 200 cut off after 64 KiB, without \"complete\": true",
+			resp.StatusCode, len(body), readErr)
+	}
+
+	status, text := getRaw(t, early.URL+path, d.adminToken)
+	if status != http.StatusInternalServerError || !strings.Contains(text, "/problems/internal") {
+		t.Errorf("failure before the first byte: %d %.200s; want 500 internal", status, text)
+	}
+	if !strings.Contains(d.logs.String(), errInjected.Error()) {
+		t.Errorf("the failure is not logged")
 	}
 }

@@ -4,8 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/api/client"
@@ -123,5 +129,68 @@ func TestVaultOutageIsNeverARedaction(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A server that computed a subject's reference before Vault went down
+// (the reference secret stays cached) still cannot open the subject's
+// data: the access export must be 503 key-store-unavailable, not a 200
+// whose connection is cut after the header — and nothing was shown, so
+// nothing is in the access log.
+func TestSubjectExportVaultOutageIsAProblem(t *testing.T) {
+	d := newDeployment(t)
+	a := d.server()
+	tk := d.tokens(a)
+	ctx := testenv.Context(t)
+	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
+		t.Fatal(err)
+	}
+	// Server b has a Vault client of its own, to take down later.
+	var bc *vaultapi.Client
+	good := d.vaultF
+	d.vaultF = func() vault.Config {
+		c := good()
+		own, err := c.Client.Clone()
+		if err != nil {
+			t.Fatal(err)
+		}
+		own.SetToken(c.Client.Token())
+		own.SetMaxRetries(0)
+		c.Client, bc = own, own
+		return c
+	}
+	b := d.server()
+	d.vaultF = good
+	subject := "/v1/subjects/" + url.PathEscape(casey)
+	if status, body := getRaw(t, b.URL+subject+"/erasure", d.adminToken); status != http.StatusNotFound {
+		t.Fatalf("erasure receipt of casey through b: %d %s; want 404 not-erased", status, body)
+	}
+	if err := bc.SetAddress("http://127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (n int) {
+		t.Helper()
+		if err := d.pool.QueryRow(ctx, `SELECT count(*) FROM access_log WHERE route = '/v1/subjects/{subject}/export'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := count()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.URL+subject+"/export", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+d.adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, readErr := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || readErr != nil || !strings.Contains(string(body), "/problems/key-store-unavailable") {
+		t.Errorf("subject export with Vault down: got %d %.200s (read: %v); want 503 key-store-unavailable", resp.StatusCode, body, readErr)
+	}
+	if after := count(); after != before {
+		t.Errorf("subject export with Vault down wrote %d access log row(s); want none (nothing was shown)", after-before)
 	}
 }
