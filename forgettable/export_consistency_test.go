@@ -136,11 +136,13 @@ func TestExportStopsAtAnErasureCommittedMeanwhile(t *testing.T) {
 	seedLead(t, s, "lead-12")
 	read(t, s, "lead-12", forgettable.Personal) // casey's key cached in s
 	handed := 0
+	var erasure forgettable.Erasure
 	err := s.ExportSubject(ctx, casey, func(fp forgettable.Footprint) error {
 		if fp.Events == 0 {
 			t.Fatal("no events in the footprint")
 		}
-		_, err := other.Forget(ctx, casey, forgettable.ErasureRequest{Actor: "test"})
+		var err error
+		erasure, err = other.Forget(ctx, casey, forgettable.ErasureRequest{Actor: "test"})
 		return err
 	}, func(forgettable.RecordedEvent) error {
 		handed++
@@ -149,5 +151,8 @@ func TestExportStopsAtAnErasureCommittedMeanwhile(t *testing.T) {
 	var erased *forgettable.SubjectErasedError
 	if !errors.As(err, &erased) || handed != 0 {
 		t.Fatalf("export with an erasure committed meanwhile: %v after %d events; want SubjectErasedError before any", err, handed)
+	}
+	if erased.Erasure.ID != erasure.ID { // the 410's erasureId
+		t.Errorf("the error names erasure %x, want %x", erased.Erasure.ID, erasure.ID)
 	}
 }

@@ -1270,6 +1270,20 @@ type Footprint struct {
 	Events  int
 }
 
+// erasedMeanwhile is the error of an export whose subject was erased while
+// it ran: the erasure (so that the answer names it), or the ledger's error
+// if it cannot be read.
+func (s *Store) erasedMeanwhile(ctx context.Context, ref keystore.Ref) error {
+	e, ok, err := s.ledger.ErasureOf(ctx, ref)
+	if err != nil {
+		return fmt.Errorf("subject export: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("subject export: the ledger says the subject is erased but has no erasure for it")
+	}
+	return &SubjectErasedError{Erasure: e}
+}
+
 // ExportSubject is a data subject's access export (GDPR Art. 15 and 20):
 // it hands fn, in position order, every event of every stream that carries
 // personal data of the subject's current generation, with that subject's
@@ -1313,8 +1327,7 @@ func (s *Store) ExportSubject(ctx context.Context, subject string, record func(F
 			return fmt.Errorf("subject export: %w", err)
 		}
 		if erased[ref] {
-			er, _, _ := s.ledger.ErasureOf(ctx, ref)
-			return &SubjectErasedError{Erasure: er}
+			return s.erasedMeanwhile(ctx, ref)
 		}
 		o := s.newOpening(Personal)
 		o.only = &only
@@ -1324,8 +1337,7 @@ func (s *Store) ExportSubject(ctx context.Context, subject string, record func(F
 		}
 		for _, e := range opened {
 			if containsRef(e.ErasedRefs, only) {
-				er, _, _ := s.ledger.ErasureOf(ctx, ref)
-				return &SubjectErasedError{Erasure: er}
+				return s.erasedMeanwhile(ctx, ref)
 			}
 			if err := fn(e); err != nil {
 				return err
