@@ -76,7 +76,7 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 // document as GET /v1/subjects/{subject}/export, after recording the
 // access (under the actor, "cli:USER" by default, as its token id).
 func exportSubject(ctx context.Context, s *forgettable.Store, log *apipg.AccessLog, subject, actor, requestID string, stdout io.Writer) error {
-	_, err := api.WriteSubjectExport(ctx, s, subject, stdout, func(fp forgettable.Footprint) error {
+	started, err := api.WriteSubjectExport(ctx, s, subject, stdout, func(fp forgettable.Footprint) error {
 		return log.RecordAccess(ctx, api.AccessRecord{At: time.Now().UTC(), TokenID: actor, Method: "CLI", Route: "lethe subject export",
 			RequestID: requestID, StreamIDs: fp.Streams, SubjectRefs: []string{string(fp.Ref)}, Events: fp.Events})
 	})
@@ -84,8 +84,11 @@ func exportSubject(ctx context.Context, s *forgettable.Store, log *apipg.AccessL
 	if errors.As(err, &erased) {
 		return fmt.Errorf("the subject was erased (erasure %s): none of their personal data is left to export; see lethe subject status", eventstore.EventID(erased.Erasure.ID))
 	}
-	if err != nil {
+	if err != nil && started {
 		return fmt.Errorf("subject export failed; the output is incomplete (no \"complete\": true): %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("subject export failed before writing anything: %w", err)
 	}
 	return nil
 }

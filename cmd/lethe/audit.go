@@ -78,8 +78,12 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 // It writes no access log row: the export holds no decrypted personal
 // data.
 func exportAudit(ctx context.Context, trail api.AuditTrail, q api.AuditQuery, format api.AuditFormat, stdout io.Writer) error {
-	if _, err := api.WriteAuditExport(ctx, trail, q, format, stdout, nil); err != nil {
+	started, err := api.WriteAuditExport(ctx, trail, q, format, stdout, nil)
+	if err != nil && started {
 		return fmt.Errorf("audit export failed; the output is incomplete (no summary): %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("audit export failed before writing anything: %w", err)
 	}
 	return nil
 }
