@@ -161,13 +161,8 @@ func (s *Server) appendEvents(w http.ResponseWriter, r *http.Request) {
 		events[i].Actor = by
 	}
 	res, err := s.opts.Events.Append(r.Context(), streamID, expected, events...)
-	var conflict *eventstore.WrongExpectedVersionError
-	switch {
-	case errors.As(err, &conflict):
-		s.conflict(w, r, conflict)
-		return
-	case err != nil:
-		s.fail(w, r, err)
+	if err != nil {
+		s.fail(w, r, err) // a version conflict answers with the events since
 		return
 	}
 	status := http.StatusCreated
@@ -251,17 +246,14 @@ func hasNUL(b []byte) bool {
 	return false
 }
 
-// conflict answers 409 with the events appended since the expected
-// version, opened for the caller.
+// conflict answers 409 with the problem problemOf maps a version conflict
+// to, and the events appended since the expected version, opened for the
+// caller.
 func (s *Server) conflict(w http.ResponseWriter, r *http.Request, c *eventstore.WrongExpectedVersionError) {
-	doc := wire.Conflict{Problem: wire.Problem{Type: ProblemTypeBase + "wrong-expected-version", Title: problemTitles["wrong-expected-version"],
-		Status: http.StatusConflict, RequestID: requestID(r)}, Events: []wire.Event{}, Truncated: c.Truncated}
+	doc := wire.Conflict{Problem: s.problemOf(r, c), Events: []wire.Event{}, Truncated: c.Truncated}
 	if c.Current >= 0 {
 		cur := c.Current
 		doc.CurrentVersion = &cur
-		doc.Detail = fmt.Sprintf("Expected version %s, the stream is at %d.", c.Expected, c.Current)
-	} else {
-		doc.Detail = fmt.Sprintf("Expected version %s, the stream does not exist.", c.Expected)
 	}
 	if len(c.Events) > 0 {
 		opened, err := s.open(r, c.Events)
@@ -272,6 +264,14 @@ func (s *Server) conflict(w http.ResponseWriter, r *http.Request, c *eventstore.
 		doc.Events = opened
 	}
 	writeDocument(w, http.StatusConflict, "application/problem+json", doc)
+}
+
+// conflictDetail says what a version conflict found.
+func conflictDetail(c *eventstore.WrongExpectedVersionError) string {
+	if c.Current >= 0 {
+		return fmt.Sprintf("Expected version %s, the stream is at %d.", c.Expected, c.Current)
+	}
+	return fmt.Sprintf("Expected version %s, the stream does not exist.", c.Expected)
 }
 
 // open opens stored events for the caller, records the access if personal

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/keystore"
@@ -18,20 +19,6 @@ import (
 // ProblemTypeBase prefixes every problem type URI. The URIs are stable
 // identifiers (clients match on them); docs/api.md lists them.
 const ProblemTypeBase = "https://lethe.dev/problems/"
-
-// Problem is an RFC 9457 problem details document.
-type Problem struct {
-	Type     string `json:"type"`
-	Title    string `json:"title"`
-	Status   int    `json:"status"`
-	Detail   string `json:"detail,omitempty"`
-	Instance string `json:"instance,omitempty"`
-	// Extension members.
-	RequestID string        `json:"requestId,omitempty"`
-	Checks    []CheckResult `json:"checks,omitempty"`
-	// ErasureID names the erasure behind a 410 subject-gone.
-	ErasureID string `json:"erasureId,omitempty"`
-}
 
 // problemTitles are the titles of the problem types (stable, like the
 // types).
@@ -68,66 +55,100 @@ var problemTitles = map[string]string{
 	"not-ready":                "Not ready",
 }
 
-// problem writes a problem of type name.
-func (s *Server) problem(w http.ResponseWriter, r *http.Request, status int, name, detail string) {
-	writeProblem(w, r, Problem{Type: ProblemTypeBase + name, Title: problemTitles[name], Status: status, Detail: detail})
+// newProblem is the problem document of type name.
+func newProblem(r *http.Request, status int, name, detail string) wire.Problem {
+	return wire.Problem{Type: ProblemTypeBase + name, Title: problemTitles[name], Status: status, Detail: detail, RequestID: requestID(r)}
 }
 
-// fail answers an error from the stores. Client errors say what is wrong;
-// server errors are logged and answered with the request id only (their
-// text could name internals). No error text holds personal data: the
-// stores name subjects by reference only.
+// problem writes a problem of type name.
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, status int, name, detail string) {
+	writeProblem(w, r, newProblem(r, status, name, detail))
+}
+
+// fail answers an error from the stores with the problem problemOf maps
+// it to. Two problems carry more than the mapping gives: a version
+// conflict carries the events appended since the expected version, opened
+// for the caller, and "subject-gone" names the erasure.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away
+	}
+	var conflict *eventstore.WrongExpectedVersionError
+	if errors.As(err, &conflict) {
+		s.conflict(w, r, conflict)
+		return
+	}
+	writeProblem(w, r, s.problemOf(r, err))
+}
+
+// problemOf is the one mapping of errors to problems: every error answer
+// (a response, an SSE error event) goes through it. Client errors say
+// what is wrong; server errors are logged and answered with the request id
+// only (their text could name internals). No error text holds personal
+// data: the stores name subjects by reference only.
+func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
+	var (
+		tooLarge *http.MaxBytesError
+		conflict *eventstore.WrongExpectedVersionError
+		gone     *forgettable.SubjectErasedError
+	)
+	p := func(status int, name, detail string) wire.Problem { return newProblem(r, status, name, detail) }
+	switch {
 	case errors.As(err, &tooLarge):
-		s.problem(w, r, http.StatusRequestEntityTooLarge, "body-too-large", "The request body is larger than the limit of "+formatBytes(tooLarge.Limit)+".")
+		return p(http.StatusRequestEntityTooLarge, "body-too-large", "The request body is larger than the limit of "+formatBytes(tooLarge.Limit)+".")
+	case errors.Is(err, ErrUnauthenticated):
+		return p(http.StatusUnauthorized, "unauthenticated", "The token is missing, unknown or revoked.")
+	case errors.As(err, &conflict):
+		return p(http.StatusConflict, "wrong-expected-version", conflictDetail(conflict))
+	case errors.As(err, &gone):
+		g := p(http.StatusGone, "subject-gone", "The data subject was erased: none of their personal data is left to export. "+
+			"The erasure receipt: GET /v1/subjects/{subject}/erasure.")
+		g.ErasureID = uuidString(gone.Erasure.ID)
+		return g
 	case errors.Is(err, eventstore.ErrInvalidStreamID):
-		s.problem(w, r, http.StatusBadRequest, "invalid-stream-id", err.Error())
+		return p(http.StatusBadRequest, "invalid-stream-id", err.Error())
 	case errors.Is(err, forgettable.ErrInvalidDeclaration):
 		// Fixed text: the error names paths by the data's own keys,
 		// which may be personal data.
-		s.problem(w, r, http.StatusBadRequest, "invalid-personal-data", "A personal data declaration or policy is invalid: "+
+		return p(http.StatusBadRequest, "invalid-personal-data", "A personal data declaration or policy is invalid: "+
 			"each names a subject and JSON Pointers (starting with /) to fields the event's data has, no path inside another, "+
 			"at most 64 subjects per event.")
 	case errors.Is(err, keystore.ErrInvalidSubject):
-		s.problem(w, r, http.StatusBadRequest, "invalid-personal-data", "Invalid data subject id.")
+		return p(http.StatusBadRequest, "invalid-personal-data", "Invalid data subject id.")
 	case errors.Is(err, forgettable.ErrReservedValue):
-		s.problem(w, r, http.StatusBadRequest, "invalid-event", `A string value of the event's data starts with "lethe:v", which is reserved for sealed fields.`)
+		return p(http.StatusBadRequest, "invalid-event", `A string value of the event's data starts with "lethe:v", which is reserved for sealed fields.`)
 	case errors.Is(err, eventstore.ErrInvalidEvent):
-		s.problem(w, r, http.StatusBadRequest, "invalid-event", err.Error())
+		return p(http.StatusBadRequest, "invalid-event", err.Error())
 	case errors.Is(err, eventstore.ErrTooManyEvents):
-		s.problem(w, r, http.StatusBadRequest, "too-many-events", err.Error())
+		return p(http.StatusBadRequest, "too-many-events", err.Error())
 	case errors.Is(err, forgettable.ErrUndeclaredPersonalData):
-		s.problem(w, r, http.StatusUnprocessableEntity, "undeclared-personal-data", err.Error())
+		return p(http.StatusUnprocessableEntity, "undeclared-personal-data", err.Error())
 	case errors.Is(err, eventstore.ErrStreamNotFound):
-		s.problem(w, r, http.StatusNotFound, "stream-not-found", "The stream has no events.")
+		return p(http.StatusNotFound, "stream-not-found", "The stream has no events.")
 	case errors.Is(err, forgettable.ErrPolicyNotFound):
-		s.problem(w, r, http.StatusNotFound, "policy-not-found", "This event type has no protection policy.")
+		return p(http.StatusNotFound, "policy-not-found", "This event type has no protection policy.")
 	case errors.Is(err, projection.ErrUnknownProjection):
-		s.problem(w, r, http.StatusNotFound, "projection-not-found", "This server runs no such projection.")
+		return p(http.StatusNotFound, "projection-not-found", "This server runs no such projection.")
 	case errors.Is(err, ErrTokenNotFound):
-		s.problem(w, r, http.StatusNotFound, "token-not-found", "No such token.")
+		return p(http.StatusNotFound, "token-not-found", "No such token.")
 	case errors.Is(err, ErrInvalidRole), errors.Is(err, ErrInvalidTokenName):
-		s.problem(w, r, http.StatusBadRequest, "invalid-request", err.Error())
+		return p(http.StatusBadRequest, "invalid-request", err.Error())
 	case errors.Is(err, eventstore.ErrDuplicateEventID):
-		s.problem(w, r, http.StatusConflict, "duplicate-event-id", err.Error())
+		return p(http.StatusConflict, "duplicate-event-id", err.Error())
 	case errors.Is(err, eventstore.ErrSubjectErased), errors.Is(err, keystore.ErrForgotten):
-		s.problem(w, r, http.StatusConflict, "subject-erased",
+		return p(http.StatusConflict, "subject-erased",
 			"The data subject was erased: their personal data cannot be appended unless an admin re-admits them (lethe subject readmit).")
 	case errors.Is(err, forgettable.ErrLegalHold):
-		s.problem(w, r, http.StatusConflict, "legal-hold", "The data subject is under legal hold (GDPR Art. 17(3)); release the hold first.")
+		return p(http.StatusConflict, "legal-hold", "The data subject is under legal hold (GDPR Art. 17(3)); release the hold first.")
 	case errors.Is(err, keystore.ErrUnavailable):
 		s.log.Warn("key store unavailable", "route", routePattern(r), "request_id", requestID(r), "err", err)
-		s.problem(w, r, http.StatusServiceUnavailable, "key-store-unavailable", "The key store (Vault) cannot be reached; nothing was written. Retry later.")
+		return p(http.StatusServiceUnavailable, "key-store-unavailable", "The key store (Vault) cannot be reached; nothing was written. Retry later.")
 	case errors.Is(err, forgettable.ErrTampered), errors.Is(err, forgettable.ErrKeyMissing):
 		s.log.Error("integrity error", "route", routePattern(r), "request_id", requestID(r), "err", err)
-		s.problem(w, r, http.StatusInternalServerError, "integrity-error", "Stored personal data failed an integrity check; an operator must look at the server log for this request id.")
+		return p(http.StatusInternalServerError, "integrity-error", "Stored personal data failed an integrity check; an operator must look at the server log for this request id.")
 	default:
 		s.log.Error("request failed", "route", routePattern(r), "request_id", requestID(r), "err", err)
-		s.problem(w, r, http.StatusInternalServerError, "internal", "Internal error; quote the request id.")
+		return p(http.StatusInternalServerError, "internal", "Internal error; quote the request id.")
 	}
 }
 
@@ -142,7 +163,7 @@ func formatBytes(n int64) string {
 }
 
 // writeProblem writes p as application/problem+json.
-func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
+func writeProblem(w http.ResponseWriter, r *http.Request, p wire.Problem) {
 	if p.RequestID == "" {
 		p.RequestID = requestID(r)
 	}

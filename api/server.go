@@ -25,13 +25,6 @@ type ReadinessCheck struct {
 	Check func(ctx context.Context) error
 }
 
-// CheckResult is a readiness check's outcome in /readyz answers.
-type CheckResult struct {
-	Name  string `json:"name"`
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
-}
-
 // Events is what the API needs of the event store with crypto-shredding;
 // *forgettable.Store implements it.
 type Events interface {
@@ -294,7 +287,7 @@ func (s *Server) routes() *chi.Mux {
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	results := make([]CheckResult, len(s.opts.Readiness))
+	results := make([]wire.CheckResult, len(s.opts.Readiness))
 	var wg sync.WaitGroup
 	for i, c := range s.opts.Readiness {
 		wg.Add(1)
@@ -302,9 +295,9 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadinessTimeout)
 			defer cancel()
-			results[i] = CheckResult{Name: c.Name, OK: true}
+			results[i] = wire.CheckResult{Name: c.Name, OK: true}
 			if err := c.Check(ctx); err != nil {
-				results[i] = CheckResult{Name: c.Name, Error: err.Error()}
+				results[i] = wire.CheckResult{Name: c.Name, Error: err.Error()}
 				s.log.Warn("readiness check failed", "check", c.Name, "err", err, "request_id", requestID(r))
 			}
 		}()
@@ -312,8 +305,9 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	wg.Wait()
 	for _, res := range results {
 		if !res.OK {
-			writeProblem(w, r, Problem{Type: ProblemTypeBase + "not-ready", Title: "Not ready",
-				Status: http.StatusServiceUnavailable, Detail: "A dependency is not ready: " + res.Name + ".", Checks: results})
+			p := newProblem(r, http.StatusServiceUnavailable, "not-ready", "A dependency is not ready: "+res.Name+".")
+			p.Checks = results
+			writeProblem(w, r, p)
 			return
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lethe-store/lethe/api"
+	"github.com/lethe-store/lethe/api/wire"
 )
 
 // MustOpenServer serves api.NewHandler(opts) on loopback until the test ends.
@@ -55,7 +56,7 @@ type problem struct {
 	Status    int               `json:"status"`
 	Detail    string            `json:"detail"`
 	RequestID string            `json:"requestId"`
-	Checks    []api.CheckResult `json:"checks"`
+	Checks    []wire.CheckResult `json:"checks"`
 }
 
 func decodeProblem(tb testing.TB, resp *http.Response, body []byte, status int) problem {
@@ -129,7 +130,7 @@ func TestReadyzAllPass(t *testing.T) {
 			}
 			var doc struct {
 				Status string            `json:"status"`
-				Checks []api.CheckResult `json:"checks"`
+				Checks []wire.CheckResult `json:"checks"`
 			}
 			if err := json.Unmarshal(body, &doc); err != nil {
 				t.Fatalf("decode %s: %v", body, err)
@@ -172,10 +173,10 @@ func TestReadyzFailingCheck(t *testing.T) {
 	if got, want := len(p.Checks), 2; got != want {
 		t.Fatalf("checks: got %d, want %d: %+v", got, want, p.Checks)
 	}
-	if got, want := p.Checks[0], (api.CheckResult{Name: "postgres", OK: true}); got != want {
+	if got, want := p.Checks[0], (wire.CheckResult{Name: "postgres", OK: true}); got != want {
 		t.Errorf("checks[0]: got %+v, want %+v", got, want)
 	}
-	if got, want := p.Checks[1], (api.CheckResult{Name: "schema", Error: "schema version 0, this lethe needs 1"}); got != want {
+	if got, want := p.Checks[1], (wire.CheckResult{Name: "schema", Error: "schema version 0, this lethe needs 1"}); got != want {
 		t.Errorf("checks[1]: got %+v, want %+v", got, want)
 	}
 	if got, want := resp.Header.Get("Cache-Control"), "no-store"; got != want {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
-	"github.com/lethe-store/lethe/keystore"
 )
 
 // ssePage is the batch size of subscriptions: what one subscriber holds in
@@ -194,19 +193,18 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, a forgettable.
 			s.log.Info("subscriber too slow: disconnected", "route", routePattern(r), "request_id", requestID(r))
 			return
 		}
-		name, status, detail := "internal", http.StatusServiceUnavailable, "The subscription failed; reconnect with Last-Event-ID."
+		// The stream answered 200 already: the problem goes in an error
+		// event, mapped as any error answer is.
+		p := s.problemOf(r, err)
 		switch {
 		case errors.Is(err, ErrUnauthenticated):
-			p, _ := principalFrom(r.Context())
-			s.log.Info("subscription ended: token revoked", "route", routePattern(r), "request_id", requestID(r), "token_id", p.TokenID)
-			name, status, detail = "unauthenticated", http.StatusUnauthorized, "The token was revoked: the subscription ends."
-		case errors.Is(err, keystore.ErrUnavailable):
-			s.log.Warn("subscription ended by an error", "route", routePattern(r), "request_id", requestID(r), "err", err)
-			name, detail = "key-store-unavailable", "The key store (Vault) cannot be reached; reconnect later with Last-Event-ID."
-		default:
-			s.log.Warn("subscription ended by an error", "route", routePattern(r), "request_id", requestID(r), "err", err)
+			tok, _ := principalFrom(r.Context())
+			s.log.Info("subscription ended: token revoked", "route", routePattern(r), "request_id", requestID(r), "token_id", tok.TokenID)
+			p.Detail = "The token was revoked: the subscription ends."
+		case p.Status >= 500:
+			p.Detail += " Reconnect with Last-Event-ID."
 		}
-		b, _ := json.Marshal(Problem{Type: ProblemTypeBase + name, Title: problemTitles[name], Status: status, Detail: detail, RequestID: requestID(r)})
+		b, _ := json.Marshal(p)
 		_ = write(fmt.Appendf(nil, "event: error\ndata: %s\n\n", b))
 	}
 

@@ -191,6 +191,15 @@ type Problem struct {
 	// ErasureID names the erasure behind a 410 subject-gone (a
 	// subject export).
 	ErasureID string `json:"erasureId,omitempty"`
+	// Checks are the readiness checks of a 503 not-ready.
+	Checks []CheckResult `json:"checks,omitempty"`
+}
+
+// CheckResult is a readiness check's outcome in /readyz answers.
+type CheckResult struct {
+	Name  string `json:"name"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
 }
 
 // Error makes a problem an error (the client returns it).
