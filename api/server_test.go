@@ -51,11 +51,11 @@ func do(tb testing.TB, method, url string) (*http.Response, []byte) {
 
 // problem is the wire form of a problem+json document.
 type problem struct {
-	Type      string            `json:"type"`
-	Title     string            `json:"title"`
-	Status    int               `json:"status"`
-	Detail    string            `json:"detail"`
-	RequestID string            `json:"requestId"`
+	Type      string             `json:"type"`
+	Title     string             `json:"title"`
+	Status    int                `json:"status"`
+	Detail    string             `json:"detail"`
+	RequestID string             `json:"requestId"`
 	Checks    []wire.CheckResult `json:"checks"`
 }
 
@@ -129,7 +129,7 @@ func TestReadyzAllPass(t *testing.T) {
 				t.Errorf("Content-Type: got %q, want %q", got, want)
 			}
 			var doc struct {
-				Status string            `json:"status"`
+				Status string             `json:"status"`
 				Checks []wire.CheckResult `json:"checks"`
 			}
 			if err := json.Unmarshal(body, &doc); err != nil {
