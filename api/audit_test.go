@@ -23,11 +23,9 @@ import (
 	apipg "github.com/lethe-store/lethe/api/postgres"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
 	"github.com/lethe-store/lethe/keystore"
-	"github.com/lethe-store/lethe/keystore/vault"
 )
 
 // withAudit gives a server the audit trail on the deployment's database.
@@ -216,12 +214,8 @@ func TestAuditExportRecordsEveryAction(t *testing.T) {
 	if _, err := admin.SetHold(ctx, sam, false, ""); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := vault.New(ctx, d.vaultF())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger := postgres.NewLedger(d.pool)
-	store := forgettable.New(postgres.New(d.pool, postgres.Options{}), keys, ledger, ledger, forgettable.Options{})
+	other := d.open() // the lethe command, another process
+	store := other.Store()
 	if _, err := store.RotateKey(ctx, sam, "cli:operator", "CHG-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +228,7 @@ func TestAuditExportRecordsEveryAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A run of lethe erasures reapply after a Vault restore.
-	if err := ledger.RecordReapply(ctx, "cli:operator", 1, []keystore.Ref{keystore.Ref(receipt.SubjectRef)}, true); err != nil {
+	if err := other.Ledger().RecordReapply(ctx, "cli:operator", 1, []keystore.Ref{keystore.Ref(receipt.SubjectRef)}, true); err != nil {
 		t.Fatal(err)
 	}
 
@@ -711,12 +705,7 @@ func TestAuditExportSubjectFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := vault.New(ctx, d.vaultF())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger := postgres.NewLedger(d.pool)
-	store := forgettable.New(postgres.New(d.pool, postgres.Options{}), keys, ledger, ledger, forgettable.Options{})
+	store := d.open().Store() // lethe subject rotate, another process
 	for _, s := range []string{ada, bob} {
 		if _, err := store.RotateKey(ctx, s, "cli:operator", ""); err != nil {
 			t.Fatal(err)

@@ -18,16 +18,11 @@ import (
 
 	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/api/client"
-	apipg "github.com/lethe-store/lethe/api/postgres"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/eventstoretest"
-	"github.com/lethe-store/lethe/eventstore/postgres"
-	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore/vault"
-	"github.com/lethe-store/lethe/projection"
-	projpg "github.com/lethe-store/lethe/projection/postgres"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -43,7 +38,7 @@ var seedSecrets = eventstoretest.SeedSecrets
 type deployment struct {
 	t          *testing.T
 	dbURL      string
-	vaultF     func() vault.Config
+	vault      app.VaultConfig
 	adminToken string
 	logs       *testenv.SyncBuffer
 	pool       *pgxpool.Pool
@@ -53,7 +48,7 @@ func newDeployment(t *testing.T) *deployment {
 	t.Helper()
 	c, mount, prefix := testenv.LetheVault(t)
 	d := &deployment{t: t, dbURL: testenv.MigratedDatabase(t), adminToken: "admin-" + strings.Repeat("x", 40), logs: &testenv.SyncBuffer{},
-		vaultF: func() vault.Config { return vault.Config{Client: c, Mount: mount, Prefix: prefix} }}
+		vault: app.VaultConfig{Client: c, Mount: mount, Prefix: prefix}}
 	d.pool = testenv.Pool(t, d.dbURL)
 	t.Cleanup(func() {
 		// No personal value and no token secret in any log line of any
@@ -68,46 +63,41 @@ func newDeployment(t *testing.T) *deployment {
 	return d
 }
 
-// server starts one "process": its own pool, caches, key store and HTTP
-// server. configure, if given, changes its options.
+// open assembles one "process" on the deployment as `lethe serve` does
+// (app.Open): its own pool, caches and key store. configure, if given,
+// changes the API's options (a test wraps a port to inject a fault).
+func (d *deployment) open(configure ...func(*api.Options)) *app.App {
+	d.t.Helper()
+	a, err := app.Open(testenv.Context(d.t), app.Config{
+		Logger: slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Pool:   testenv.Pool(d.t, d.dbURL), Vault: d.vault, AdminToken: d.adminToken,
+		// Snapshots every 3 events: the state tests go through them.
+		SnapshotEvery: 3, ProjectionIdle: 100 * time.Millisecond,
+		Limits: api.Limits{SSEHeartbeat: 200 * time.Millisecond},
+		AdjustAPI: func(o *api.Options) {
+			for _, f := range configure {
+				f(o)
+			}
+		},
+	})
+	if err != nil {
+		d.t.Fatalf("open lethe: %v", err)
+	}
+	d.t.Cleanup(a.Close)
+	return a
+}
+
+// server starts one "process" (open) and serves it, running its
+// listeners and projections, until the test ends.
 func (d *deployment) server(configure ...func(*api.Options)) *httptest.Server {
 	d.t.Helper()
-	pool := testenv.Pool(d.t, d.dbURL)
-	events := postgres.New(pool, postgres.Options{})
-	d.t.Cleanup(events.Close)
-	keys, err := vault.New(testenv.Context(d.t), d.vaultF())
-	if err != nil {
-		d.t.Fatalf("key store: %v", err)
-	}
-	ledger := postgres.NewLedger(pool)
-	store := forgettable.New(events, keys, ledger, ledger, forgettable.Options{})
-	log := slog.New(slog.NewTextHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a := d.open(configure...)
 	ctx, cancel := context.WithCancel(context.Background())
-	d.t.Cleanup(cancel)
-	go ledger.Listen(ctx, log, keys.Invalidate, store.PolicyChanged, func() { store.PolicyChanged("") })
-	tokens := apipg.NewTokens(pool)
-	runner := projpg.NewRunner(pool, events, store, projpg.Options{Logger: log, Changes: events.ChangeNotifier(), Idle: 100 * time.Millisecond})
-	for _, p := range []projpg.Projection{projpg.Analytics(), projpg.Lookup(keys)} {
-		if err := runner.Register(p); err != nil {
-			d.t.Fatal(err)
-		}
-	}
-	runnerDone := make(chan struct{})
-	go func() { defer close(runnerDone); runner.Run(ctx) }()
-	d.t.Cleanup(func() { cancel(); <-runnerDone })
-	opts := api.Options{Logger: log, Events: store, Subjects: store, Policies: store, Subscriber: events, Erasures: ledger,
-		Tokens: tokens, AccessLog: apipg.NewAccessLog(pool), AdminToken: d.adminToken,
-		ReadModels: projpg.NewService(pool, runner, keys),
-		// Snapshots every 3 events: the state tests go through them.
-		StateLoader: &projection.Loader{Events: events, Snapshots: projpg.NewSnapshots(pool), Opener: store, Every: 3},
-		Limits:      api.Limits{SSEHeartbeat: 200 * time.Millisecond}}
-	for _, f := range configure {
-		f(&opts)
-	}
-	srv := api.NewServer(opts)
-	go func() { _ = tokens.Listen(ctx, srv.TokenRevoked) }()
-	hs := httptest.NewUnstartedServer(srv)
-	hs.Config.RegisterOnShutdown(srv.BeginShutdown)
+	running := make(chan struct{})
+	go func() { defer close(running); a.Run(ctx) }()
+	d.t.Cleanup(func() { cancel(); <-running })
+	hs := httptest.NewUnstartedServer(a.Handler())
+	hs.Config.RegisterOnShutdown(a.Handler().BeginShutdown)
 	hs.Start()
 	d.t.Cleanup(hs.Close)
 	return hs

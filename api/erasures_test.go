@@ -23,10 +23,9 @@ import (
 	apipg "github.com/lethe-store/lethe/api/postgres"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
+	fpg "github.com/lethe-store/lethe/forgettable/postgres"
 	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore/vault"
 )
 
 // getRaw GETs path with a token and returns the status and body as sent.
@@ -341,7 +340,7 @@ func TestErasureCursorRoundTrip(t *testing.T) {
 // completeFailsOnce is a real ledger whose first CompleteErasure fails, as
 // when PostgreSQL becomes unreachable for an erasure's last step.
 type completeFailsOnce struct {
-	*postgres.Ledger
+	*fpg.Ledger
 	failed atomic.Bool
 }
 
@@ -365,14 +364,8 @@ func TestResumedErasureThroughTheAPI(t *testing.T) {
 	}
 	// The first attempt, in another process: key destroyed, completion
 	// not recorded.
-	keys, err := vault.New(ctx, d.vaultF())
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := postgres.New(d.pool, postgres.Options{})
-	defer events.Close()
-	ledger := postgres.NewLedger(d.pool)
-	flaky := forgettable.New(events, keys, &completeFailsOnce{Ledger: ledger}, ledger, forgettable.Options{})
+	other := d.open()
+	flaky := forgettable.New(other.Events(), other.Vault(), &completeFailsOnce{Ledger: other.Ledger()}, other.Policies(), forgettable.Options{})
 	if _, err := flaky.Forget(ctx, casey, forgettable.ErasureRequest{Actor: "cli:dpo"}); err == nil || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("first attempt: %v, want the injected failure", err)
 	}

@@ -7,10 +7,7 @@ import (
 	"github.com/lethe-store/lethe/api/client"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/postgres"
-	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore/vault"
 )
 
 // "Retries are safe": the same request again is 200 with the original
@@ -36,13 +33,7 @@ func TestIdenticalRetryAfterKeyRotation(t *testing.T) {
 
 	// An operator rotates the subject's key (as lethe subject rotate-key
 	// does, through another process).
-	pool := testenv.Pool(t, d.dbURL)
-	keys, err := vault.New(ctx, d.vaultF())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger := postgres.NewLedger(pool)
-	admin := forgettable.New(postgres.New(pool, postgres.Options{}), keys, ledger, ledger, forgettable.Options{})
+	admin := d.open().Store()
 	if _, err := admin.RotateKey(ctx, subject, "test", ""); err != nil {
 		t.Fatal(err)
 	}

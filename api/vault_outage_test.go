@@ -11,15 +11,12 @@ import (
 	"testing"
 	"time"
 
-	vaultapi "github.com/hashicorp/vault/api"
-
 	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/api/client"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore/vault"
 	"github.com/lethe-store/lethe/projection"
 )
 
@@ -47,21 +44,16 @@ func TestVaultOutageIsNeverARedaction(t *testing.T) {
 	}
 
 	// Vault "down" for the next servers: same prefix, unreachable address.
-	good := d.vaultF
-	d.vaultF = func() vault.Config {
-		c := good()
-		dead, err := c.Client.Clone()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := dead.SetAddress("http://127.0.0.1:1"); err != nil {
-			t.Fatal(err)
-		}
-		dead.SetToken(c.Client.Token())
-		dead.SetMaxRetries(0)
-		c.Client = dead
-		return c
+	dead, err := d.vault.Client.Clone()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := dead.SetAddress("http://127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	dead.SetToken(d.vault.Client.Token())
+	dead.SetMaxRetries(0)
+	d.vault.Client = dead
 	ups, err := projection.NewUpcasters(projection.Upcaster{Type: "no-such-type", From: 1,
 		Up: func(data json.RawMessage, red []forgettable.Redaction) (json.RawMessage, []forgettable.Redaction, error) {
 			return data, red, nil
@@ -146,21 +138,16 @@ func TestSubjectExportVaultOutageIsAProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Server b has a Vault client of its own, to take down later.
-	var bc *vaultapi.Client
-	good := d.vaultF
-	d.vaultF = func() vault.Config {
-		c := good()
-		own, err := c.Client.Clone()
-		if err != nil {
-			t.Fatal(err)
-		}
-		own.SetToken(c.Client.Token())
-		own.SetMaxRetries(0)
-		c.Client, bc = own, own
-		return c
+	good := d.vault
+	bc, err := good.Client.Clone()
+	if err != nil {
+		t.Fatal(err)
 	}
+	bc.SetToken(good.Client.Token())
+	bc.SetMaxRetries(0)
+	d.vault.Client = bc
 	b := d.server()
-	d.vaultF = good
+	d.vault = good
 	subject := "/v1/subjects/" + url.PathEscape(casey)
 	if status, body := getRaw(t, b.URL+subject+"/erasure", d.adminToken); status != http.StatusNotFound {
 		t.Fatalf("erasure receipt of casey through b: %d %s; want 404 not-erased", status, body)

@@ -17,8 +17,10 @@ import (
 
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/eventstoretest"
-	"github.com/lethe-store/lethe/eventstore/postgres"
+	espg "github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
+	fpg "github.com/lethe-store/lethe/forgettable/postgres"
+	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/internal/devenv"
 	"github.com/lethe-store/lethe/internal/testenv"
 	"github.com/lethe-store/lethe/keystore"
@@ -34,40 +36,34 @@ type env struct {
 	mount  string
 	prefix string
 	t      *testing.T
-	vaultF func() vault.Config
+	vault  app.VaultConfig
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	client, mount, prefix := testenv.LetheVault(t)
 	return &env{dbURL: testenv.MigratedDatabase(t), mount: mount, prefix: prefix, t: t,
-		vaultF: func() vault.Config { return vault.Config{Client: client, Mount: mount, Prefix: prefix} }}
+		vault: app.VaultConfig{Client: client, Mount: mount, Prefix: prefix}}
 }
 
-// instance is one "process": its own pool, caches and key store.
+// instance is one "process", assembled as `lethe serve` assembles it
+// (app.Open, not run): its own pool, caches and key store.
 type instance struct {
 	*forgettable.Store
+	app    *app.App
 	pool   *pgxpool.Pool
 	keys   *vault.Store
-	events *postgres.Store
+	events *espg.Store
 }
 
 func (e *env) instance() *instance {
 	e.t.Helper()
-	return e.instanceWith(e.vaultF())
-}
-
-func (e *env) instanceWith(cfg vault.Config) *instance {
-	e.t.Helper()
-	pool := testenv.Pool(e.t, e.dbURL)
-	events := postgres.New(pool, postgres.Options{})
-	e.t.Cleanup(events.Close)
-	keys, err := vault.New(testenv.Context(e.t), cfg)
+	a, err := app.Open(testenv.Context(e.t), app.Config{Logger: slog.New(slog.DiscardHandler), Pool: testenv.Pool(e.t, e.dbURL), Vault: e.vault})
 	if err != nil {
-		e.t.Fatalf("key store: %v", err)
+		e.t.Fatalf("open lethe: %v", err)
 	}
-	ledger := postgres.NewLedger(pool)
-	return &instance{Store: forgettable.New(events, keys, ledger, ledger, forgettable.Options{}), pool: pool, keys: keys, events: events}
+	e.t.Cleanup(a.Close)
+	return &instance{Store: a.Store(), app: a, pool: a.Pool(), keys: a.Vault(), events: a.Events()}
 }
 
 const casey = eventstoretest.SeedSubject
@@ -243,7 +239,7 @@ func TestVaultDownFailsClosed(t *testing.T) {
 	}
 	defer v.Stop(context.Background())
 	client := testenv.VaultClient(t, v.Addr(), v.RootToken())
-	e := &env{dbURL: testenv.MigratedDatabase(t), t: t, vaultF: func() vault.Config { return vault.Config{Client: client} }}
+	e := &env{dbURL: testenv.MigratedDatabase(t), t: t, vault: app.VaultConfig{Client: client}}
 	writer := e.instance()
 	seedLead(t, writer, "lead-12")
 	reader := e.instance() // cold cache, but the ref secret loaded below
@@ -467,9 +463,8 @@ func TestErasureDropsCachedKeysEverywhere(t *testing.T) {
 	a, b := e.instance(), e.instance()
 	ctx, cancel := context.WithCancel(testenv.Context(t))
 	defer cancel()
-	ledger := postgres.NewLedger(b.pool)
 	ready := make(chan struct{}, 1)
-	go ledger.Listen(ctx, slog.Default(), b.keys.Invalidate, b.PolicyChanged, func() {
+	go b.app.Ledger().Listen(ctx, slog.Default(), b.keys.Invalidate, b.PolicyChanged, func() {
 		select {
 		case ready <- struct{}{}:
 		default:
@@ -602,7 +597,7 @@ func TestRetryAfterRotation(t *testing.T) {
 // when PostgreSQL becomes unreachable for an erasure's last step: fault
 // injection around the real ledger, not a stand-in for it.
 type completeFailsOnce struct {
-	*postgres.Ledger
+	*fpg.Ledger
 	mu     sync.Mutex
 	failed bool
 }
@@ -636,7 +631,7 @@ func TestResumedErasureSaysSo(t *testing.T) {
 
 	// The first attempt: fenced, key destroyed, erased record appended,
 	// then the completion fails.
-	flaky := forgettable.New(a.events, a.keys, &completeFailsOnce{Ledger: postgres.NewLedger(a.pool)}, postgres.NewLedger(a.pool), forgettable.Options{})
+	flaky := forgettable.New(a.events, a.keys, &completeFailsOnce{Ledger: a.app.Ledger()}, a.app.Policies(), forgettable.Options{})
 	req := forgettable.ErasureRequest{Actor: "dpo", RequestID: "DSR-7"}
 	if _, err := flaky.Forget(ctx, casey, req); err == nil || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("first attempt: err = %v, want the injected failure", err)

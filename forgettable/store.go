@@ -94,7 +94,7 @@ type Options struct {
 // personal data on append, opens it on read, and forgets subjects.
 type Store struct {
 	events   eventstore.Store
-	keys     keystore.KeyStore
+	keys     keystore.Store
 	ledger   Ledger
 	policies Policies
 	log      *slog.Logger
@@ -111,7 +111,7 @@ type policyEntry struct {
 }
 
 // New returns a Store.
-func New(events eventstore.Store, keys keystore.KeyStore, ledger Ledger, policies Policies, opts Options) *Store {
+func New(events eventstore.Store, keys keystore.Store, ledger Ledger, policies Policies, opts Options) *Store {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}

@@ -1,5 +1,5 @@
 // Package keystore is Lethe's vocabulary for data-subject keys: subject
-// references, keys, the KeyStore interface and its errors.
+// references, keys, the Store interface and its errors.
 //
 // Every data subject (a person whose personal data events carry) has one
 // 256-bit data key. Subject ids themselves (an e-mail address, a customer

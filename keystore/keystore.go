@@ -155,8 +155,8 @@ func (k Key) MarshalJSON() ([]byte, error) {
 	return nil, errors.New("keystore: keys are not serialisable")
 }
 
-// KeyStore keeps the data subjects' keys.
-type KeyStore interface {
+// Store keeps the data subjects' keys.
+type Store interface {
 	// SubjectRef derives a subject's reference. Returns ErrInvalidSubject
 	// for a bad id and ErrUnavailable if the reference secret cannot be
 	// read.

@@ -18,8 +18,7 @@ import (
 	apipg "github.com/lethe-store/lethe/api/postgres"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/postgres"
-	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/app"
 )
 
 // apiConns is the HTTP load's concurrency: connections, load generator
@@ -38,19 +37,24 @@ func benchSubject(w int) string { return fmt.Sprintf("subject-%d@example.com", w
 // cache) with expected version "any", each stream written by one request
 // at a time.
 func benchAPI(ctx context.Context, b *bench) ([]figure, error) {
-	sh, err := newShredding(ctx, b)
+	// The server's request log at info level, as `lethe serve` logs: the
+	// lines are formatted and dropped; warnings are printed.
+	log := slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}),
+		slog.NewTextHandler(b.out, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	sh, err := newShredding(ctx, b, log)
 	if err != nil {
 		return nil, err
 	}
 	defer sh.stop()
-	events, store := sh.events, sh.store
+	store := sh.store
 	for w := range apiConns { // create and cache every subject's key
 		if _, err := store.Append(ctx, fmt.Sprintf("warm-%d", w), eventstore.Any, personalEvent(0, benchSubject(w))); err != nil {
 			return nil, err
 		}
 	}
 
-	srv, err := startAPI(ctx, b, store, events)
+	srv, err := startAPI(ctx, b, sh.app, log)
 	if err != nil {
 		return nil, err
 	}
@@ -108,12 +112,14 @@ func benchAPI(ctx context.Context, b *bench) ([]figure, error) {
 // apiServer is a real api.Server on a loopback listener, with a writer
 // token and an HTTP client for the load generator.
 type apiServer struct {
-	hs     *http.Server
-	served chan error
-	client *http.Client
-	header http.Header
-	urls   [apiConns]string // stream i's append URL
-	slot   map[string]int   // and back
+	hs      *http.Server
+	served  chan error
+	stopRun context.CancelFunc // ends lethe's Run
+	running chan struct{}      // closed when it has
+	client  *http.Client
+	header  http.Header
+	urls    [apiConns]string // stream i's append URL
+	slot    map[string]int   // and back
 
 	seq      atomic.Int64 // payload sequence numbers
 	conns    atomic.Int64 // TCP connections accepted
@@ -121,10 +127,10 @@ type apiServer struct {
 	ok       atomic.Int64 // of which 2xx
 }
 
-// startAPI wires the server as `lethe serve` does (PostgreSQL token store
-// and access log, request log at info level; the log lines are formatted
-// and dropped, warnings are printed) and serves it on 127.0.0.1.
-func startAPI(ctx context.Context, b *bench, store *forgettable.Store, events *postgres.Store) (*apiServer, error) {
+// startAPI serves a's API on 127.0.0.1 and runs a (its listeners and
+// projections), as `lethe serve` does, with a writer token made for the
+// load generator.
+func startAPI(ctx context.Context, b *bench, lethe *app.App, log *slog.Logger) (*apiServer, error) {
 	tokens := apipg.NewTokens(b.pool)
 	secret, tok, err := api.GenerateToken("lethe-bench writer", []string{wire.RoleWriter}, "cli")
 	if err != nil {
@@ -133,18 +139,17 @@ func startAPI(ctx context.Context, b *bench, store *forgettable.Store, events *p
 	if _, err := tokens.CreateToken(ctx, tok); err != nil {
 		return nil, err
 	}
-	log := slog.New(slog.NewMultiHandler(
-		slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}),
-		slog.NewTextHandler(b.out, &slog.HandlerOptions{Level: slog.LevelWarn})))
-	srv := api.NewServer(api.Options{Logger: log, Events: store, Subjects: store, Policies: store, Subscriber: events,
-		Tokens: tokens, AccessLog: apipg.NewAccessLog(b.pool)})
+	srv := lethe.Handler()
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	a := &apiServer{served: make(chan error, 1), slot: make(map[string]int, apiConns),
+	a := &apiServer{served: make(chan error, 1), slot: make(map[string]int, apiConns), running: make(chan struct{}),
 		header: http.Header{"Authorization": {"Bearer " + secret}, "Content-Type": {"application/json"}}}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	a.stopRun = stopRun
+	go func() { defer close(a.running); lethe.Run(runCtx) }()
 	a.hs = &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -178,6 +183,8 @@ func (a *apiServer) close() {
 	a.client.CloseIdleConnections()
 	_ = a.hs.Shutdown(ctx)
 	<-a.served
+	a.stopRun()
+	<-a.running
 }
 
 // attack appends for d at the highest rate apiConns workers sustain, each

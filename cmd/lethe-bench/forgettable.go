@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -11,12 +12,14 @@ import (
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/internal/devenv"
 	"github.com/lethe-store/lethe/keystore/vault"
 )
 
-// withVault starts a private Vault dev server for a suite.
-func withVault(ctx context.Context, b *bench) (*vault.Store, func(), error) {
+// withVault starts a private Vault dev server for a suite and returns a
+// client with its root token.
+func withVault(ctx context.Context, b *bench) (*vaultapi.Client, func(), error) {
 	root, err := devenv.RepoRoot()
 	if err != nil {
 		return nil, nil, err
@@ -42,32 +45,37 @@ func withVault(ctx context.Context, b *bench) (*vault.Store, func(), error) {
 		return nil, nil, err
 	}
 	client.SetToken(v.RootToken())
-	keys, err := vault.New(ctx, vault.Config{Client: client})
-	if err != nil {
-		stop()
-		return nil, nil, err
-	}
-	return keys, stop, nil
+	return client, stop, nil
 }
 
-// shredding is a suite's crypto-shredding stack: a private Vault, the
-// event store and ledger on the bench database, the forgettable store.
+// shredding is a suite's crypto-shredding stack: a private Vault, and
+// Lethe assembled on it and the bench database as `lethe serve` assembles
+// it (app.Open), not running until a suite runs it.
 type shredding struct {
+	app    *app.App
 	keys   *vault.Store
 	events *postgres.Store
 	store  *forgettable.Store
 	stop   func()
 }
 
-func newShredding(ctx context.Context, b *bench) (*shredding, error) {
-	keys, stopVault, err := withVault(ctx, b)
+// newShredding opens the stack; its log goes to log (nil: warnings to
+// the bench's output).
+func newShredding(ctx context.Context, b *bench, log *slog.Logger) (*shredding, error) {
+	client, stopVault, err := withVault(ctx, b)
 	if err != nil {
 		return nil, err
 	}
-	events := postgres.New(b.pool, postgres.Options{})
-	ledger := postgres.NewLedger(b.pool)
-	return &shredding{keys: keys, events: events, store: forgettable.New(events, keys, ledger, ledger, forgettable.Options{}),
-		stop: func() { events.Close(); stopVault() }}, nil
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(b.out, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	a, err := app.Open(ctx, app.Config{Logger: log, Pool: b.pool, Vault: app.VaultConfig{Client: client}})
+	if err != nil {
+		stopVault()
+		return nil, err
+	}
+	return &shredding{app: a, keys: a.Vault(), events: a.Events(), store: a.Store(),
+		stop: func() { a.Close(); stopVault() }}, nil
 }
 
 // personalEvent is the seed's contact-details-updated event with its three
@@ -79,7 +87,7 @@ func personalEvent(i int, subject string) forgettable.Event {
 }
 
 func benchForgettable(ctx context.Context, b *bench) ([]figure, error) {
-	sh, err := newShredding(ctx, b)
+	sh, err := newShredding(ctx, b, nil)
 	if err != nil {
 		return nil, err
 	}

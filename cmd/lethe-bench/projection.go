@@ -41,7 +41,7 @@ func sizeLabel(n int) string {
 }
 
 func benchProjection(ctx context.Context, b *bench) ([]figure, error) {
-	sh, err := newShredding(ctx, b)
+	sh, err := newShredding(ctx, b, nil)
 	if err != nil {
 		return nil, err
 	}

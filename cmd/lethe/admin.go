@@ -15,6 +15,8 @@ import (
 	apipg "github.com/lethe-store/lethe/api/postgres"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
+	fpg "github.com/lethe-store/lethe/forgettable/postgres"
+	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/keystore"
 )
 
@@ -63,12 +65,12 @@ func runSubject(ctx context.Context, args []string, getenv func(string) string, 
 		return errors.New("no subject: give --subject ID or --subject - (and the id on standard input)")
 	}
 	if cmd == "export" {
-		return withShredding(ctx, c, stderr, func(sh *shredding) error {
-			return exportSubject(ctx, sh.store, apipg.NewAccessLog(sh.pool), subject, actor, requestID, stdout)
+		return withApp(ctx, c, stderr, func(a *app.App) error {
+			return exportSubject(ctx, a.Store(), apipg.NewAccessLog(a.Pool()), subject, actor, requestID, stdout)
 		})
 	}
-	return withShredding(ctx, c, stderr, func(sh *shredding) error {
-		return subjectCommand(ctx, cmd, sh, subject, actor, reason, legalBasis, requestID, stdout, stderr)
+	return withApp(ctx, c, stderr, func(a *app.App) error {
+		return subjectCommand(ctx, cmd, a, subject, actor, reason, legalBasis, requestID, stdout, stderr)
 	})
 }
 
@@ -93,25 +95,8 @@ func exportSubject(ctx context.Context, s *forgettable.Store, log *apipg.AccessL
 	return nil
 }
 
-// withShredding runs fn with the database and Vault of c, for the admin
-// commands.
-func withShredding(ctx context.Context, c config, stderr io.Writer, fn func(*shredding) error) error {
-	log, _ := (&config{LogFormat: "text", LogLevel: "warn"}).logger(stderr)
-	pool, err := openPool(ctx, c.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	sh, err := openShredding(ctx, c, pool, log)
-	if err != nil {
-		return err
-	}
-	defer sh.Close()
-	return fn(sh)
-}
-
-func subjectCommand(ctx context.Context, cmd string, sh *shredding, subject, actor, reason, legalBasis, requestID string, stdout, stderr io.Writer) error {
-	s := sh.store
+func subjectCommand(ctx context.Context, cmd string, a *app.App, subject, actor, reason, legalBasis, requestID string, stdout, stderr io.Writer) error {
+	s := a.Store()
 	switch cmd {
 	case "erase":
 		// The answer of POST /v1/subjects/{subject}/erase.
@@ -138,7 +123,7 @@ func subjectCommand(ctx context.Context, cmd string, sh *shredding, subject, act
 		}
 		// The document of GET /v1/subjects/{subject}/erasure, and of
 		// lethe erasures get.
-		r, err := fullReceipt(ctx, sh.pool, sh.ledger, e.ID)
+		r, err := fullReceipt(ctx, a.Pool(), a.Ledger(), e.ID)
 		if err != nil {
 			return err
 		}
@@ -201,16 +186,16 @@ func runPolicy(ctx context.Context, args []string, getenv func(string) string, s
 	defer pool.Close()
 	// Policies need no keys: validate, then store. Running servers drop
 	// their cached policy when the change is announced.
-	ledger := postgresLedger(pool)
+	policies := fpg.NewPolicies(pool)
 	switch cmd {
 	case "list":
-		ps, err := ledger.ListPolicies(ctx)
+		ps, err := policies.ListPolicies(ctx)
 		if err != nil {
 			return err
 		}
 		return printJSON(stdout, ps)
 	case "get":
-		p, err := ledger.Policy(ctx, eventType)
+		p, err := policies.Policy(ctx, eventType)
 		if err != nil {
 			return err
 		}
@@ -223,16 +208,16 @@ func runPolicy(ctx context.Context, args []string, getenv func(string) string, s
 		if err := forgettable.ValidatePolicy(p); err != nil {
 			return err
 		}
-		if err := ledger.PutPolicy(ctx, p, ""); err != nil {
+		if err := policies.PutPolicy(ctx, p, ""); err != nil {
 			return err
 		}
-		p, err = ledger.Policy(ctx, eventType)
+		p, err = policies.Policy(ctx, eventType)
 		if err != nil {
 			return err
 		}
 		return printJSON(stdout, p)
 	case "delete":
-		if err := ledger.DeletePolicy(ctx, eventType, actor, ""); err != nil {
+		if err := policies.DeletePolicy(ctx, eventType, actor, ""); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "policy for %s deleted\n", eventType)
@@ -261,20 +246,20 @@ func defaultActor(getenv func(string) string) string {
 // reapplyErasures destroys again the key of every erased subject, and
 // records the run in the audit trail (erasure.reapplied), also when it
 // stops on an error after destroying some.
-func reapplyErasures(ctx context.Context, sh *shredding, actor string, stdout io.Writer) (err error) {
-	refs, err := sh.ledger.ErasedRefs(ctx)
+func reapplyErasures(ctx context.Context, a *app.App, actor string, stdout io.Writer) (err error) {
+	refs, err := a.Ledger().ErasedRefs(ctx)
 	if err != nil {
 		return err
 	}
 	var destroyed []keystore.Ref
 	checked := 0
 	defer func() {
-		if rerr := sh.ledger.RecordReapply(context.WithoutCancel(ctx), actor, checked, destroyed, err == nil); rerr != nil {
+		if rerr := a.Ledger().RecordReapply(context.WithoutCancel(ctx), actor, checked, destroyed, err == nil); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
 	}()
 	for _, ref := range refs {
-		report, err := sh.keys.Destroy(ctx, ref)
+		report, err := a.Vault().Destroy(ctx, ref)
 		if err != nil {
 			return fmt.Errorf("after %d of %d: %w", checked, len(refs), err)
 		}

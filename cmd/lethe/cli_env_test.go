@@ -8,10 +8,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/lethe-store/lethe/eventstore/postgres"
+	espg "github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore/vault"
 )
 
 // cliEnv is a migrated database and a Vault prefix of its own, the lethe
@@ -25,8 +25,7 @@ type cliEnv struct {
 	mount  string
 	prefix string
 	pool   *pgxpool.Pool
-	events *postgres.Store
-	ledger *postgres.Ledger
+	events *espg.Store
 	store  *forgettable.Store
 }
 
@@ -39,16 +38,12 @@ func newCLIEnv(t *testing.T) *cliEnv {
 		"LETHE_DATABASE_URL": dbURL, "LETHE_VAULT_ADDR": client.Address(), "LETHE_VAULT_TOKEN": client.Token(),
 		"LETHE_VAULT_MOUNT": mount, "LETHE_VAULT_PREFIX": prefix, "USER": "tester",
 	}
-	pool := testenv.Pool(t, dbURL)
-	events := postgres.New(pool, postgres.Options{})
-	t.Cleanup(events.Close)
-	keys, err := vault.New(ctx, vault.Config{Client: client, Mount: mount, Prefix: prefix})
+	a, err := app.Open(ctx, app.Config{Pool: testenv.Pool(t, dbURL), Vault: app.VaultConfig{Client: client, Mount: mount, Prefix: prefix}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger := postgres.NewLedger(pool)
-	return &cliEnv{t: t, ctx: ctx, dbURL: dbURL, vars: vars, mount: mount, prefix: prefix, pool: pool, events: events, ledger: ledger,
-		store: forgettable.New(events, keys, ledger, ledger, forgettable.Options{})}
+	t.Cleanup(a.Close)
+	return &cliEnv{t: t, ctx: ctx, dbURL: dbURL, vars: vars, mount: mount, prefix: prefix, pool: a.Pool(), events: a.Events(), store: a.Store()}
 }
 
 // cli runs lethe with args and returns its output (stdout, then stderr)

@@ -12,14 +12,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lethe-store/lethe/internal/app"
 )
 
 // config is everything the commands read from flags and the environment.
 type config struct {
 	DatabaseURL     string
-	VaultAddr       string
-	VaultToken      string
-	Vault           vaultConfig
+	Vault           app.VaultConfig
 	ListenAddr      string
 	TLSCert, TLSKey string
 	Migrate         bool
@@ -93,8 +93,8 @@ func (c *config) bindDatabase(f *envFlags) {
 }
 
 func (c *config) bindVault(f *envFlags) {
-	f.string(&c.VaultAddr, "vault-addr", "LETHE_VAULT_ADDR", "", "Vault address, e.g. https://vault.internal:8200")
-	f.string(&c.VaultToken, "vault-token", "LETHE_VAULT_TOKEN", "", "Vault token")
+	f.string(&c.Vault.Addr, "vault-addr", "LETHE_VAULT_ADDR", "", "Vault address, e.g. https://vault.internal:8200")
+	f.string(&c.Vault.Token, "vault-token", "LETHE_VAULT_TOKEN", "", "Vault token")
 }
 
 func (c *config) bindLogging(f *envFlags) {
@@ -127,51 +127,8 @@ func (c *config) logger(w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", c.LogFormat)
 }
 
-// minServerVersion is the oldest PostgreSQL Lethe runs on (13: xid8 and
-// pg_snapshot functions).
-const minServerVersion = 130000
-
-// openPool connects to PostgreSQL and checks the server version.
+// openPool connects to PostgreSQL for a command (app.OpenPool, without
+// connections reserved for projections).
 func openPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
-	return openPoolReserving(ctx, databaseURL, 0)
-}
-
-// explicitMaxConns reports whether the URL or DSN sets the pool's size.
-func explicitMaxConns(databaseURL string) bool {
-	return strings.Contains(databaseURL, "pool_max_conns")
-}
-
-// openPoolReserving is openPool for a server that keeps reserved
-// connections busy for long stretches (a projection catching up holds two):
-// unless the URL sets pool_max_conns, the pool gets reserved connections on
-// top of pgx's default, so that the API keeps its share.
-func openPoolReserving(ctx context.Context, databaseURL string, reserved int) (*pgxpool.Pool, error) {
-	if databaseURL == "" {
-		return nil, errors.New("no database: set LETHE_DATABASE_URL or --database-url")
-	}
-	cfg, err := pgxpool.ParseConfig(databaseURL)
-	if err != nil {
-		// pgx's message may quote the URL, password included.
-		return nil, errors.New("LETHE_DATABASE_URL is not a valid PostgreSQL URL or DSN")
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "lethe"
-	if reserved > 0 && !explicitMaxConns(databaseURL) {
-		cfg.MaxConns += int32(reserved)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open database pool: %w", err)
-	}
-	var num int
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&num); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
-	}
-	if num < minServerVersion {
-		pool.Close()
-		return nil, fmt.Errorf("PostgreSQL %d.%d is too old: Lethe needs 13 or later", num/10000, num%10000)
-	}
-	return pool, nil
+	return app.OpenPool(ctx, databaseURL, 0)
 }

@@ -14,8 +14,9 @@ import (
 	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
+	fpg "github.com/lethe-store/lethe/forgettable/postgres"
+	"github.com/lethe-store/lethe/internal/app"
 	projpg "github.com/lethe-store/lethe/projection/postgres"
 )
 
@@ -68,13 +69,13 @@ func runErasures(ctx context.Context, args []string, getenv func(string) string,
 	}
 	switch cmd {
 	case "reapply":
-		return withShredding(ctx, c, stderr, func(sh *shredding) error { return reapplyErasures(ctx, sh, actor, stdout) })
+		return withApp(ctx, c, stderr, func(a *app.App) error { return reapplyErasures(ctx, a, actor, stdout) })
 	case "list":
 		q, err := erasureQuery(status, from, to)
 		if err != nil {
 			return err
 		}
-		return withPool(ctx, c, func(pool *pgxpool.Pool) error { return listErasures(ctx, postgres.NewLedger(pool), q, stdout) })
+		return withPool(ctx, c, func(pool *pgxpool.Pool) error { return listErasures(ctx, fpg.NewLedger(pool), q, stdout) })
 	}
 	if id == "" {
 		return errors.New("get needs --id ID (an erasure id, e.g. from lethe erasures list)")
@@ -84,7 +85,7 @@ func runErasures(ctx context.Context, args []string, getenv func(string) string,
 		return errors.New("--id: not an erasure id (want a UUID, xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
 	}
 	return withPool(ctx, c, func(pool *pgxpool.Pool) error {
-		r, err := fullReceipt(ctx, pool, postgres.NewLedger(pool), eid)
+		r, err := fullReceipt(ctx, pool, fpg.NewLedger(pool), eid)
 		if errors.Is(err, forgettable.ErrErasureNotFound) {
 			return fmt.Errorf("no erasure %s in the erasure ledger", eid)
 		}
@@ -128,7 +129,7 @@ func erasureQuery(status, from, to string) (forgettable.ErasureQuery, error) {
 
 // listErasures prints every erasure q selects, as GET /v1/erasures's
 // pages would hold them, in one document.
-func listErasures(ctx context.Context, ledger *postgres.Ledger, q forgettable.ErasureQuery, stdout io.Writer) error {
+func listErasures(ctx context.Context, ledger *fpg.Ledger, q forgettable.ErasureQuery, stdout io.Writer) error {
 	out := wire.ErasureList{Erasures: []wire.ErasureReceipt{}}
 	for {
 		es, err := ledger.ListErasures(ctx, q)
@@ -149,7 +150,7 @@ func listErasures(ctx context.Context, ledger *postgres.Ledger, q forgettable.Er
 // fullReceipt is the document of GET /v1/erasures/{erasureId} with every
 // stream (the API pages them), and the projections that have a checkpoint
 // in this database (the API: those the answering server runs).
-func fullReceipt(ctx context.Context, pool *pgxpool.Pool, ledger *postgres.Ledger, id [16]byte) (wire.ErasureReceipt, error) {
+func fullReceipt(ctx context.Context, pool *pgxpool.Pool, ledger *fpg.Ledger, id [16]byte) (wire.ErasureReceipt, error) {
 	p, err := ledger.ErasureProof(ctx, id, "", api.MaxReceiptStreams)
 	if err != nil {
 		return wire.ErasureReceipt{}, err

@@ -390,36 +390,3 @@ func TestRunHelpHidesEnvironmentValues(t *testing.T) {
 		}
 	}
 }
-
-// A server's pool has room for the projections' catch-up connections on
-// top of pgx's default, unless the URL sets its size.
-func TestServePoolReservesCatchUpConnections(t *testing.T) {
-	t.Parallel()
-	ctx := testenv.Context(t)
-	dbURL := testenv.MigratedDatabase(t)
-	plain, err := openPool(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
-	reserving, err := openPoolReserving(ctx, dbURL, connsPerCatchUp*maxBuiltinProjections)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reserving.Close()
-	if got, want := reserving.Config().MaxConns, plain.Config().MaxConns+connsPerCatchUp*maxBuiltinProjections; got != want {
-		t.Errorf("reserving pool: %d connections, want %d", got, want)
-	}
-	sep := "?"
-	if strings.Contains(dbURL, "?") {
-		sep = "&"
-	}
-	explicit, err := openPoolReserving(ctx, dbURL+sep+"pool_max_conns=3", 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer explicit.Close()
-	if got := explicit.Config().MaxConns; got != 3 {
-		t.Errorf("pool_max_conns=3: %d connections, want 3 (the operator's choice)", got)
-	}
-}

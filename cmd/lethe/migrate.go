@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/lethe-store/lethe/migrations"
+	"github.com/lethe-store/lethe/internal/app"
 )
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -25,7 +23,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	defer pool.Close()
 	if statusOnly {
-		current, latest, err := schemaStatus(ctx, pool)
+		current, latest, err := app.SchemaStatus(ctx, pool)
 		if err != nil {
 			return err
 		}
@@ -35,7 +33,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		return nil
 	}
-	from, to, err := migrate(ctx, pool)
+	from, to, err := app.Migrate(ctx, pool)
 	if err != nil {
 		return err
 	}
@@ -45,22 +43,4 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintf(stdout, "migrated schema from version %d to %d\n", from, to)
 	}
 	return nil
-}
-
-func migrate(ctx context.Context, pool *pgxpool.Pool) (from, to int32, err error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("migrate: %w", err)
-	}
-	defer conn.Release()
-	return migrations.Migrate(ctx, conn.Conn())
-}
-
-func schemaStatus(ctx context.Context, pool *pgxpool.Pool) (current, latest int32, err error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("schema status: %w", err)
-	}
-	defer conn.Release()
-	return migrations.Status(ctx, conn.Conn())
 }

@@ -1,6 +1,7 @@
 package lead_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,15 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/api/client"
-	apipg "github.com/lethe-store/lethe/api/postgres"
 	"github.com/lethe-store/lethe/api/wire"
-	"github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/examples/lead"
-	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore/vault"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -30,7 +27,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 const casey = "casey.davis@example.com"
 
 // lethe is one Lethe API server on a database and Vault prefix of its own,
-// as `lethe serve` wires it, with a client per token.
+// assembled and run as `lethe serve` does (app.Open, Run), with a client
+// per token.
 type lethe struct {
 	url                 string
 	http                *http.Client
@@ -41,21 +39,22 @@ type lethe struct {
 func startLethe(t *testing.T) *lethe {
 	t.Helper()
 	ctx := testenv.Context(t)
-	pool := testenv.Pool(t, testenv.MigratedDatabase(t))
 	vc, mount, prefix := testenv.LetheVault(t)
-	keys, err := vault.New(ctx, vault.Config{Client: vc, Mount: mount, Prefix: prefix})
-	if err != nil {
-		t.Fatalf("key store: %v", err)
-	}
-	events := postgres.New(pool, postgres.Options{})
-	t.Cleanup(events.Close)
-	ledger := postgres.NewLedger(pool)
-	store := forgettable.New(events, keys, ledger, ledger, forgettable.Options{})
 	const adminToken = "admin-token-of-the-lead-example-tests-0123456789"
-	srv := api.NewServer(api.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Events: store, Subjects: store, Policies: store, Subscriber: events,
-		Tokens: apipg.NewTokens(pool), AccessLog: apipg.NewAccessLog(pool), AdminToken: adminToken})
-	hs := httptest.NewServer(srv)
+	a, err := app.Open(ctx, app.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Pool: testenv.Pool(t, testenv.MigratedDatabase(t)), Vault: app.VaultConfig{Client: vc, Mount: mount, Prefix: prefix},
+		AdminToken: adminToken})
+	if err != nil {
+		t.Fatalf("open lethe: %v", err)
+	}
+	t.Cleanup(a.Close)
+	runCtx, stop := context.WithCancel(context.Background())
+	running := make(chan struct{})
+	go func() { defer close(running); a.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-running })
+	hs := httptest.NewUnstartedServer(a.Handler())
+	hs.Config.RegisterOnShutdown(a.Handler().BeginShutdown)
+	hs.Start()
 	t.Cleanup(hs.Close)
 
 	l := &lethe{url: hs.URL, http: hs.Client(), admin: client.New(hs.URL, adminToken, hs.Client())}

@@ -1,12 +1,12 @@
 // Package keystoretest is the behavioural test suite that every
-// keystore.KeyStore implementation must pass. Run it from the
+// keystore.Store implementation must pass. Run it from the
 // implementation's tests:
 //
 //	func TestKeyStore(t *testing.T) {
 //		keystoretest.Run(t, func(t *testing.T) keystoretest.Harness {
 //			backend := newBackend(t) // empty, for this test only
 //			return keystoretest.Harness{
-//				Open: func(t *testing.T) keystore.KeyStore { return openStore(t, backend) },
+//				Open: func(t *testing.T) keystore.Store { return openStore(t, backend) },
 //			}
 //		})
 //	}
@@ -32,9 +32,9 @@ import (
 
 // Harness is one test's key store backend.
 type Harness struct {
-	// Open returns a new KeyStore on the test's backend. Each one is like
+	// Open returns a new keystore.Store on the test's backend. Each one is like
 	// another process: its own cache, the same keys and reference secret.
-	Open func(t *testing.T) keystore.KeyStore
+	Open func(t *testing.T) keystore.Store
 
 	// CheckGone, if not nil, checks with the backend's administrator rights
 	// that nothing is left of ref's key after Destroy and that nothing can
@@ -87,7 +87,7 @@ func randomSubject() string {
 }
 
 // newRef returns the reference of a new random subject.
-func newRef(t *testing.T, ks keystore.KeyStore) keystore.Ref {
+func newRef(t *testing.T, ks keystore.Store) keystore.Ref {
 	t.Helper()
 	ref, err := ks.SubjectRef(ctxFor(t), randomSubject())
 	if err != nil {
@@ -96,7 +96,7 @@ func newRef(t *testing.T, ks keystore.KeyStore) keystore.Ref {
 	return ref
 }
 
-func mustCurrentKey(t *testing.T, ks keystore.KeyStore, ref keystore.Ref) (keystore.Key, bool) {
+func mustCurrentKey(t *testing.T, ks keystore.Store, ref keystore.Ref) (keystore.Key, bool) {
 	t.Helper()
 	k, created, err := ks.CurrentKey(ctxFor(t), ref)
 	if err != nil {
@@ -108,7 +108,7 @@ func mustCurrentKey(t *testing.T, ks keystore.KeyStore, ref keystore.Ref) (keyst
 	return k, created
 }
 
-func mustKey(t *testing.T, ks keystore.KeyStore, ref keystore.Ref, version int) keystore.Key {
+func mustKey(t *testing.T, ks keystore.Store, ref keystore.Ref, version int) keystore.Key {
 	t.Helper()
 	k, err := ks.Key(ctxFor(t), ref, version)
 	if err != nil {
@@ -175,7 +175,7 @@ func testSubjectRef(t *testing.T, h Harness) {
 func testSubjectRefFirstUseRace(t *testing.T, h Harness) {
 	ctx := ctxFor(t)
 	const n = 4
-	stores := make([]keystore.KeyStore, n)
+	stores := make([]keystore.Store, n)
 	for i := range stores {
 		stores[i] = h.Open(t)
 	}
@@ -250,7 +250,7 @@ func testCurrentKeyCreatesOnce(t *testing.T, h Harness) {
 func testCurrentKeyConcurrent(t *testing.T, h Harness) {
 	ctx := ctxFor(t)
 	const perStore = 8
-	stores := []keystore.KeyStore{h.Open(t), h.Open(t)}
+	stores := []keystore.Store{h.Open(t), h.Open(t)}
 	ref := newRef(t, stores[0])
 	type result struct {
 		key     keystore.Key
@@ -393,7 +393,7 @@ func testRotate(t *testing.T, h Harness) {
 func testRotateConcurrent(t *testing.T, h Harness) {
 	ctx := ctxFor(t)
 	const perStore = 3
-	stores := []keystore.KeyStore{h.Open(t), h.Open(t)}
+	stores := []keystore.Store{h.Open(t), h.Open(t)}
 	ref := newRef(t, stores[0])
 	mustCurrentKey(t, stores[0], ref)
 	keys := make(chan keystore.Key, perStore*len(stores))

@@ -1,5 +1,5 @@
 // Package vault is Lethe's key store on HashiCorp Vault: a
-// keystore.KeyStore that keeps every data subject's key in the KV version 2
+// keystore.Store that keeps every data subject's key in the KV version 2
 // secrets engine. Import it as vault and github.com/hashicorp/vault/api as
 // vaultapi.
 //

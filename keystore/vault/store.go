@@ -28,7 +28,7 @@ import (
 	"github.com/lethe-store/lethe/keystore"
 )
 
-var _ keystore.KeyStore = (*Store)(nil)
+var _ keystore.Store = (*Store)(nil)
 
 // Defaults of Config.
 const (
@@ -88,7 +88,7 @@ type AppRole struct {
 	MountPath string
 }
 
-// Store is a keystore.KeyStore on HashiCorp Vault's KV version 2 secrets
+// Store is a keystore.Store on HashiCorp Vault's KV version 2 secrets
 // engine. It is safe for concurrent use. See the package documentation.
 type Store struct {
 	client *vaultapi.Client

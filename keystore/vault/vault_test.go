@@ -149,7 +149,7 @@ func TestKeyStore(t *testing.T) {
 	keystoretest.Run(t, func(t *testing.T) keystoretest.Harness {
 		l := mustLethe(t)
 		return keystoretest.Harness{
-			Open: func(t *testing.T) keystore.KeyStore { return l.open(t, vault.Config{}) },
+			Open: func(t *testing.T) keystore.Store { return l.open(t, vault.Config{}) },
 			CheckGone: func(t *testing.T, ref keystore.Ref) {
 				checkGone(t, testenv.VaultRoot(t), l.mount, l.subjectPath(ref))
 			},

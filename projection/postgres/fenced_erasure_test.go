@@ -6,12 +6,11 @@ import (
 	"testing"
 
 	"github.com/lethe-store/lethe/eventstore"
-	espg "github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/internal/devenv"
 	"github.com/lethe-store/lethe/internal/testenv"
 	"github.com/lethe-store/lethe/keystore"
-	"github.com/lethe-store/lethe/keystore/vault"
 	"github.com/lethe-store/lethe/projection/postgres"
 )
 
@@ -35,16 +34,8 @@ func TestFencedErasureReachesLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Stop(context.Background())
-	keys, err := vault.New(ctx, vault.Config{Client: testenv.VaultClient(t, v.Addr(), v.RootToken())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{dbURL: testenv.MigratedDatabase(t), keys: keys}
-	e.pool = testenv.Pool(t, e.dbURL)
-	e.events = espg.New(e.pool, espg.Options{})
-	t.Cleanup(e.events.Close)
-	ledger := espg.NewLedger(e.pool)
-	e.store = forgettable.New(e.events, keys, ledger, ledger, forgettable.Options{})
+	e := openEnv(t, app.VaultConfig{Client: testenv.VaultClient(t, v.Addr(), v.RootToken())})
+	keys := e.keys
 	seedLead(t, e.store, "lead-12")
 	r := e.runner(t, 100, postgres.Lookup(keys))
 	catchUp(t, e, r, postgres.LookupName)

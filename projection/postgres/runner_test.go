@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/lethe-store/lethe/eventstore/eventstoretest"
 	espg "github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/internal/testenv"
 	"github.com/lethe-store/lethe/keystore/vault"
 	"github.com/lethe-store/lethe/projection/postgres"
@@ -28,6 +30,7 @@ const casey = eventstoretest.SeedSubject
 
 type env struct {
 	dbURL  string
+	app    *app.App
 	pool   *pgxpool.Pool
 	events *espg.Store
 	keys   *vault.Store
@@ -37,17 +40,20 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	client, mount, prefix := testenv.LetheVault(t)
+	return openEnv(t, app.VaultConfig{Client: client, Mount: mount, Prefix: prefix})
+}
+
+// openEnv assembles Lethe as `lethe serve` does (app.Open, not run: the
+// tests make and step their own runners) on a new database.
+func openEnv(t *testing.T, vc app.VaultConfig) *env {
+	t.Helper()
 	e := &env{dbURL: testenv.MigratedDatabase(t)}
-	e.pool = testenv.Pool(t, e.dbURL)
-	e.events = espg.New(e.pool, espg.Options{})
-	t.Cleanup(e.events.Close)
-	keys, err := vault.New(testenv.Context(t), vault.Config{Client: client, Mount: mount, Prefix: prefix})
+	a, err := app.Open(testenv.Context(t), app.Config{Logger: slog.New(slog.DiscardHandler), Pool: testenv.Pool(t, e.dbURL), Vault: vc})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.keys = keys
-	ledger := espg.NewLedger(e.pool)
-	e.store = forgettable.New(e.events, keys, ledger, ledger, forgettable.Options{})
+	t.Cleanup(a.Close)
+	e.app, e.pool, e.events, e.keys, e.store = a, a.Pool(), a.Events(), a.Vault(), a.Store()
 	return e
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/eventstoretest"
-	espg "github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
 	"github.com/lethe-store/lethe/keystore"
@@ -17,7 +16,7 @@ import (
 )
 
 // vaultDown is a key store whose Vault cannot be reached for keys.
-type vaultDown struct{ keystore.KeyStore }
+type vaultDown struct{ keystore.Store }
 
 func (vaultDown) Key(context.Context, keystore.Ref, int) (keystore.Key, error) {
 	return keystore.Key{}, keystore.ErrUnavailable
@@ -58,8 +57,7 @@ func TestSnapshotLoads(t *testing.T) {
 		t.Fatalf("load from the snapshot = %+v %v, %v", got, m, err)
 	}
 
-	ledger := espg.NewLedger(e.pool)
-	down := forgettable.New(e.events, vaultDown{e.keys}, ledger, ledger, forgettable.Options{})
+	down := forgettable.New(e.events, vaultDown{e.keys}, e.app.Ledger(), e.app.Policies(), forgettable.Options{})
 	if _, _, err := first(&projection.Loader{Events: e.events, Snapshots: postgres.NewSnapshots(e.pool), Opener: down}); !errors.Is(err, keystore.ErrUnavailable) {
 		t.Fatalf("load from the snapshot, Vault down: %v; want ErrUnavailable", err)
 	}
@@ -68,7 +66,7 @@ func TestSnapshotLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ledger.StartErasure(ctx, forgettable.Erasure{ID: [16]byte(eventstore.NewEventID()), Ref: ref, Actor: "test"}); err != nil {
+	if _, _, err := e.app.Ledger().StartErasure(ctx, forgettable.Erasure{ID: [16]byte(eventstore.NewEventID()), Ref: ref, Actor: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	got, m, err = first(loader)

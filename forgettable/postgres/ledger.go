@@ -20,16 +20,14 @@ import (
 // reference is announced, so that every process drops its cached key.
 const ErasureChannel = "lethe_erasures"
 
-// Ledger is forgettable.Ledger and forgettable.Policies on PostgreSQL
-// (migrations/002_subjects.sql).
+// Ledger is forgettable.Ledger on PostgreSQL: the erasure ledger, legal
+// holds and re-admissions (migrations/002_subjects.sql), the erasure
+// proofs, and the audit_log rows of key rotations and reapplied erasures.
 type Ledger struct {
 	pool *pgxpool.Pool
 }
 
-var (
-	_ forgettable.Ledger   = (*Ledger)(nil)
-	_ forgettable.Policies = (*Ledger)(nil)
-)
+var _ forgettable.Ledger = (*Ledger)(nil)
 
 // NewLedger returns the ledger on pool.
 func NewLedger(pool *pgxpool.Pool) *Ledger { return &Ledger{pool: pool} }
@@ -207,80 +205,6 @@ func (l *Ledger) Readmit(ctx context.Context, erased, successor keystore.Ref, ac
 		return fmt.Errorf("readmit: %w", err)
 	}
 	return nil
-}
-
-// Policy implements forgettable.Policies.
-func (l *Ledger) Policy(ctx context.Context, eventType string) (forgettable.Policy, error) {
-	var p forgettable.Policy
-	err := l.pool.QueryRow(ctx, `SELECT event_type, paths, updated_at, updated_by FROM protection_policies WHERE event_type = $1`, eventType).
-		Scan(&p.EventType, &p.Paths, &p.UpdatedAt, &p.UpdatedBy)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return p, forgettable.ErrPolicyNotFound
-	}
-	if err != nil {
-		return p, fmt.Errorf("protection policy: %w", err)
-	}
-	p.UpdatedAt = p.UpdatedAt.UTC()
-	return p, nil
-}
-
-// PolicyChannel announces policy changes, so that every process drops its
-// cached policies.
-const PolicyChannel = "lethe_policies"
-
-// PutPolicy implements forgettable.Policies. The policy, its audit_log
-// row (policy.put: the event type and paths) and the change announcement
-// commit together.
-func (l *Ledger) PutPolicy(ctx context.Context, p forgettable.Policy, requestID string) error {
-	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `
-INSERT INTO protection_policies (event_type, paths, updated_by) VALUES ($1, $2, $3)
-ON CONFLICT (event_type) DO UPDATE SET paths = EXCLUDED.paths, updated_by = EXCLUDED.updated_by, updated_at = now()`,
-			p.EventType, p.Paths, p.UpdatedBy)
-		if err != nil {
-			return fmt.Errorf("put protection policy: %w", err)
-		}
-		if err := auditPolicy(ctx, tx, "policy.put", p.EventType, p.Paths, p.UpdatedBy, requestID); err != nil {
-			return fmt.Errorf("put protection policy: %w", err)
-		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PolicyChannel, p.EventType)
-		return err
-	})
-}
-
-// DeletePolicy implements forgettable.Policies. The deletion, its
-// audit_log row (policy.deleted: the event type and the paths it had) and
-// the change announcement commit together.
-func (l *Ledger) DeletePolicy(ctx context.Context, eventType, actor, requestID string) error {
-	return pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		var paths []string
-		err := tx.QueryRow(ctx, `DELETE FROM protection_policies WHERE event_type = $1 RETURNING paths`, eventType).Scan(&paths)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return forgettable.ErrPolicyNotFound
-		}
-		if err != nil {
-			return fmt.Errorf("delete protection policy: %w", err)
-		}
-		if err := auditPolicy(ctx, tx, "policy.deleted", eventType, paths, actor, requestID); err != nil {
-			return fmt.Errorf("delete protection policy: %w", err)
-		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PolicyChannel, eventType)
-		return err
-	})
-}
-
-// ListPolicies implements forgettable.Policies.
-func (l *Ledger) ListPolicies(ctx context.Context) ([]forgettable.Policy, error) {
-	rows, err := l.pool.Query(ctx, `SELECT event_type, paths, updated_at, updated_by FROM protection_policies ORDER BY event_type`)
-	if err != nil {
-		return nil, fmt.Errorf("protection policies: %w", err)
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (forgettable.Policy, error) {
-		var p forgettable.Policy
-		err := row.Scan(&p.EventType, &p.Paths, &p.UpdatedAt, &p.UpdatedBy)
-		p.UpdatedAt = p.UpdatedAt.UTC()
-		return p, err
-	})
 }
 
 // Listen calls onErasure with each erased subject reference and onPolicy

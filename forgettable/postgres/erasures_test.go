@@ -14,11 +14,23 @@ import (
 
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/eventstoretest"
-	"github.com/lethe-store/lethe/eventstore/postgres"
+	espg "github.com/lethe-store/lethe/eventstore/postgres"
 	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/forgettable/postgres"
 	"github.com/lethe-store/lethe/internal/testenv"
 	"github.com/lethe-store/lethe/keystore"
 )
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// MustOpenStore returns an event store on a new, migrated database: the
+// ledger's proofs read its events.
+func MustOpenStore(tb testing.TB) *espg.Store {
+	tb.Helper()
+	s := espg.New(testenv.Pool(tb, testenv.MigratedDatabase(tb)), espg.Options{})
+	tb.Cleanup(s.Close)
+	return s
+}
 
 func randomRef(tb testing.TB) string {
 	tb.Helper()
