@@ -14,6 +14,7 @@ import (
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/projection"
 )
 
 // ErasureLedger reads the erasure ledger and the log for the erasure
@@ -53,7 +54,7 @@ func ErasureSummary(e forgettable.Erasure, now time.Time) wire.ErasureReceipt {
 // erasures get): the summary, the erasure's records in the log, the page
 // of streams p holds, and for each projection of projections (their
 // statuses, read after p) whether it is clean of the erasure.
-func ErasureReceipt(p forgettable.ErasureProof, projections []wire.ProjectionStatus, now time.Time) wire.ErasureReceipt {
+func ErasureReceipt(p forgettable.ErasureProof, projections []projection.Status, now time.Time) wire.ErasureReceipt {
 	out := ErasureSummary(p.Erasure, now)
 	out.Records = make([]wire.ErasureRecord, len(p.Records))
 	for i, r := range p.Records {
@@ -91,7 +92,7 @@ func (s *Server) receipt(ctx context.Context, id [16]byte, streamsAfter string, 
 	if err != nil {
 		return wire.ErasureReceipt{}, err
 	}
-	statuses := []wire.ProjectionStatus{}
+	var statuses []projection.Status
 	if s.opts.ReadModels != nil {
 		if statuses, err = s.opts.ReadModels.Statuses(ctx); err != nil {
 			return wire.ErasureReceipt{}, err

@@ -26,6 +26,7 @@ import (
 	"github.com/lethe-store/lethe/forgettable"
 	fpg "github.com/lethe-store/lethe/forgettable/postgres"
 	"github.com/lethe-store/lethe/internal/testenv"
+	"github.com/lethe-store/lethe/projection"
 )
 
 // getRaw GETs path with a token and returns the status and body as sent.
@@ -297,7 +298,7 @@ func TestErasureReceiptCleaned(t *testing.T) {
 		Records: []forgettable.ErasureRecord{{EventID: fenced, Type: forgettable.SubjectFencedType, Position: 100}, {EventID: erased, Type: "subject-erased", Position: 200}},
 		Streams: []string{"lead-1", "lead-2"}, MoreStreams: true,
 	}
-	statuses := []wire.ProjectionStatus{
+	statuses := []projection.Status{
 		{Name: "behind", Position: 199},
 		{Name: "at", Position: 200},
 		{Name: "past", Position: 5000},

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/projection"
 )
 
 // ReadModels answers the routes of the persisted projections (lookup
@@ -15,8 +16,8 @@ type ReadModels interface {
 	// Lookup returns the streams that held value, and the references of
 	// the subjects whose events said so (the access log records them).
 	Lookup(ctx context.Context, category, field, value string) (streams, subjectRefs []string, err error)
-	Analytics(ctx context.Context, category string) (wire.Analytics, error)
-	Statuses(ctx context.Context) ([]wire.ProjectionStatus, error)
+	Analytics(ctx context.Context, category string) (projection.Analytics, error)
+	Statuses(ctx context.Context) ([]projection.Status, error)
 	Rebuild(ctx context.Context, name string, from int64) error
 }
 
@@ -79,7 +80,7 @@ func (s *Server) analytics(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a)
+	writeJSON(w, http.StatusOK, toWireAnalytics(a))
 }
 
 func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
@@ -91,7 +92,7 @@ func (s *Server) projectionStatuses(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, wire.ProjectionList{Projections: st})
+	writeJSON(w, http.StatusOK, wire.ProjectionList{Projections: ProjectionStatuses(st)})
 }
 
 func (s *Server) rebuildProjection(w http.ResponseWriter, r *http.Request) {
@@ -121,11 +122,31 @@ func (s *Server) rebuildProjection(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	for _, x := range st {
+	for _, x := range ProjectionStatuses(st) {
 		if x.Name == name {
 			writeJSON(w, http.StatusAccepted, x)
 			return
 		}
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// ProjectionStatuses renders projections' progress as the API's documents
+// (GET /v1/projections, lethe projection status).
+func ProjectionStatuses(st []projection.Status) []wire.ProjectionStatus {
+	out := make([]wire.ProjectionStatus, len(st))
+	for i, x := range st {
+		out[i] = wire.ProjectionStatus{Name: x.Name, Position: x.Position, EventsApplied: x.EventsApplied, LastEventAt: x.LastEventAt,
+			UpdatedAt: x.UpdatedAt, Lag: x.Lag, RebuildPending: x.RebuildPending, LastError: x.LastError}
+	}
+	return out
+}
+
+// toWireAnalytics renders a category's analysis model.
+func toWireAnalytics(a projection.Analytics) wire.Analytics {
+	out := wire.Analytics{Category: a.Category, Days: make([]wire.DayCounts, len(a.Days)), Totals: a.Totals}
+	for i, d := range a.Days {
+		out.Days[i] = wire.DayCounts{Day: d.Day, Counts: d.Counts}
+	}
+	return out
 }

@@ -1,39 +1,95 @@
 #!/usr/bin/env bash
-# The import rules of docs/architecture.md: imports point inward.
-#  - eventstore, keystore, forgettable (the domain) import no adapter and no
-#    driver: standard library, golang.org/x and each other only.
-#  - api (and its wire types and client) imports neither pgx nor Vault; its
-#    PostgreSQL adapter api/postgres may use pgx, never Vault.
-#  - adapters (eventstore/postgres, keystore/vault) do not import each other.
+# The import rules of docs/architecture.md: imports point inward, and an
+# adapter imports nothing above its own domain.
+#
+# Each package below may depend (directly or not) only on the module's
+# packages listed beside it. The domain is layered: eventstore and keystore
+# at the bottom, forgettable over both, projection over forgettable, the
+# HTTP API (api, with its documents api/wire) on top. An adapter
+# (X/postgres, X/vault) may use its domain X and what X stands on, never a
+# layer above X and never another adapter. Only the composition root
+# (internal/app) and the commands (cmd/...) put adapters together.
+#
+# Third-party rules: the domain uses the standard library and golang.org/x
+# only; api, api/wire and api/client never pgx or Vault (api/wire: the
+# standard library only); the PostgreSQL adapters never Vault, the Vault
+# adapter never pgx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mod=$(go list -m)
 fail=0
-check() { # package, forbidden-regexp, why
-  local pkg=$1 re=$2 why=$3
-  go list "$pkg" >/dev/null 2>&1 || return 0
-  local bad
-  bad=$(go list -deps "$pkg" | grep -E "$re" || true)
+
+# package | module packages it may depend on
+rules='
+eventstore           |
+keystore             |
+forgettable          | eventstore keystore
+projection           | eventstore keystore forgettable
+api/wire             |
+api/client           | api/wire
+api                  | api/wire eventstore keystore forgettable projection
+migrations           |
+eventstore/postgres  | eventstore
+keystore/vault       | keystore
+forgettable/postgres | forgettable eventstore keystore
+projection/postgres  | projection forgettable eventstore keystore
+api/postgres         | api api/wire eventstore keystore forgettable projection
+'
+
+while IFS='|' read -r pkg allowed; do
+  pkg=$(echo "$pkg" | xargs)
+  [ -z "$pkg" ] && continue
+  if ! go list "$mod/$pkg" >/dev/null 2>&1; then
+    echo "import rule for a package that does not exist: $pkg (update scripts/check-imports.sh)"
+    fail=1
+    continue
+  fi
+  for dep in $(go list -deps "$mod/$pkg" | grep "^$mod/" | sed "s#^$mod/##"); do
+    [ "$dep" = "$pkg" ] && continue
+    ok=0
+    for a in $allowed; do
+      [ "$dep" = "$a" ] && ok=1
+    done
+    if [ $ok = 0 ]; then
+      echo "import rule broken: $pkg depends on $dep (allowed: ${allowed:-nothing of the module}; see docs/architecture.md)"
+      fail=1
+    fi
+  done
+done <<< "$rules"
+
+# Every package of the module outside the composition root, the commands,
+# the test harnesses and the examples must have a rule above.
+for p in $(go list ./... | sed "s#^$mod/\{0,1\}##"); do
+  case "$p" in
+    ""|cmd/*|internal/*|examples/*|tools/*|*test) continue ;;
+  esac
+  if ! echo "$rules" | grep -q "^$p "; then
+    echo "no import rule for package $p: add it to scripts/check-imports.sh"
+    fail=1
+  fi
+done
+
+forbid() { # package, forbidden-regexp, why
+  local pkg=$1 re=$2 why=$3 bad
+  bad=$(go list -deps "$mod/$pkg" | grep -v "^$mod/" | grep -E "$re" || true)
   if [ -n "$bad" ]; then
     echo "import rule broken: $pkg depends on $(echo $bad | tr '\n' ' ')($why)"
     fail=1
   fi
 }
 for p in eventstore keystore forgettable projection; do
-  check "$mod/$p" "^($mod/(api|cmd|internal)|$mod/.*/(postgres|vault)$|github.com/jackc/|github.com/hashicorp/|github.com/go-chi/)" "the domain must not import adapters, drivers or the HTTP layer"
+  forbid "$p" '^(github\.com|gopkg\.in|google\.golang\.org)/' "the domain uses the standard library and golang.org/x only"
 done
-for p in api api/wire api/client; do
-  check "$mod/$p" "^(github.com/jackc/|github.com/hashicorp/|$mod/eventstore/postgres|$mod/keystore/vault|$mod/api/postgres)" "api must not import pgx, Vault or adapters"
+for p in api api/client; do
+  forbid "$p" '^(github\.com/jackc/|github\.com/hashicorp/)' "the HTTP layer never uses pgx or Vault"
 done
-if go list "$mod/api/wire" >/dev/null 2>&1; then
-  bad=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$mod/api/wire" | grep -v "^$mod/api/wire\$" || true)
-  if [ -n "$bad" ]; then
-    echo "import rule broken: $mod/api/wire depends on $(echo $bad | tr '\n' ' ')(the wire types depend on the standard library only)"
-    fail=1
-  fi
+bad=$(go list -deps -f '{{if not .Standard}}{{.ImportPath}}{{end}}' "$mod/api/wire" | grep -v "^$mod/api/wire\$" || true)
+if [ -n "$bad" ]; then
+  echo "import rule broken: api/wire depends on $(echo $bad | tr '\n' ' ')(the wire types depend on the standard library only)"
+  fail=1
 fi
-check "$mod/api/postgres" "^(github.com/hashicorp/|$mod/keystore/vault)" "adapters must not import each other"
-check "$mod/eventstore/postgres" "^($mod/keystore/vault|github.com/hashicorp/)" "adapters must not import each other"
-check "$mod/keystore/vault" "^($mod/eventstore/postgres|github.com/jackc/)" "adapters must not import each other"
-check "$mod/projection/postgres" "^($mod/keystore/vault|$mod/eventstore/postgres|$mod/api/postgres|github.com/hashicorp/)" "adapters must not import each other"
+for p in eventstore/postgres forgettable/postgres projection/postgres api/postgres; do
+  forbid "$p" '^github\.com/hashicorp/' "a PostgreSQL adapter never uses Vault"
+done
+forbid keystore/vault '^github\.com/jackc/' "the Vault adapter never uses pgx"
 exit $fail

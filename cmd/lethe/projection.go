@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/lethe-store/lethe/api"
 	projpg "github.com/lethe-store/lethe/projection/postgres"
 )
 
@@ -74,5 +75,5 @@ func runProjection(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, st)
+	return printJSON(stdout, api.ProjectionStatuses(st))
 }

@@ -19,9 +19,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/projection"
 )
 
 // AnalyticsName is the built-in analysis model's projection name.
@@ -82,12 +82,9 @@ func unixDay(t time.Time) int64 {
 	return d
 }
 
-// DayCounts are a day's event counts by type (the API's document).
-type DayCounts = wire.DayCounts
-
 // AnalyticsOf reads the analysis model of a category: counts per day, and
 // totals per event type.
-func AnalyticsOf(ctx context.Context, pool *pgxpool.Pool, category string) (days []DayCounts, totals map[string]int64, err error) {
+func AnalyticsOf(ctx context.Context, pool *pgxpool.Pool, category string) (days []projection.DayCounts, totals map[string]int64, err error) {
 	rows, err := pool.Query(ctx, `SELECT to_char(day, 'YYYY-MM-DD'), event_type, count FROM read_analytics WHERE category = $1 ORDER BY day, event_type`, category)
 	if err != nil {
 		return nil, nil, fmt.Errorf("analytics: %w", err)
@@ -101,13 +98,13 @@ func AnalyticsOf(ctx context.Context, pool *pgxpool.Pool, category string) (days
 			return nil, nil, err
 		}
 		if len(days) == 0 || days[len(days)-1].Day != day {
-			days = append(days, DayCounts{Day: day, Counts: map[string]int64{}})
+			days = append(days, projection.DayCounts{Day: day, Counts: map[string]int64{}})
 		}
 		days[len(days)-1].Counts[typ] = n
 		totals[typ] += n
 	}
 	if days == nil {
-		days = []DayCounts{}
+		days = []projection.DayCounts{}
 	}
 	return days, totals, rows.Err()
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/projection"
@@ -593,22 +592,19 @@ func RequestRebuild(ctx context.Context, pool *pgxpool.Pool, name string, from i
 	return nil
 }
 
-// Status is a projection's progress (the API's document).
-type Status = wire.ProjectionStatus
-
-// MaxLag caps the lag count of Status.
+// MaxLag caps the lag count of a projection.Status.
 const MaxLag = 10_000
 
 // Statuses returns the progress of every projection with a checkpoint.
-func Statuses(ctx context.Context, pool *pgxpool.Pool) ([]Status, error) {
+func Statuses(ctx context.Context, pool *pgxpool.Pool) ([]projection.Status, error) {
 	rows, err := pool.Query(ctx, `SELECT c.name, c.position, c.events_applied, c.last_event_at, c.updated_at, c.reset_requested, c.last_error,
 		(SELECT count(*) FROM (SELECT 1 FROM events e WHERE e.position > c.position LIMIT $1) l)
 		FROM projection_checkpoints c ORDER BY c.name`, MaxLag)
 	if err != nil {
 		return nil, fmt.Errorf("projection status: %w", err)
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Status, error) {
-		var s Status
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (projection.Status, error) {
+		var s projection.Status
 		err := row.Scan(&s.Name, &s.Position, &s.EventsApplied, &s.LastEventAt, &s.UpdatedAt, &s.RebuildPending, &s.LastError, &s.Lag)
 		return s, err
 	})

@@ -7,11 +7,12 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/projection"
 )
 
-// Service answers the HTTP API's projection routes: lookups, analytics,
-// statuses and rebuild requests of the projections a Runner runs.
+// Service is the read-model port of the HTTP API (api.ReadModels): lookups,
+// analytics, statuses and rebuild requests of the projections a Runner
+// runs, in package projection's types (the API renders them).
 type Service struct {
 	pool    *pgxpool.Pool
 	runner  *Runner
@@ -32,25 +33,25 @@ func (s *Service) Lookup(ctx context.Context, category, field, value string) (st
 }
 
 // Analytics returns the analysis model of a category.
-func (s *Service) Analytics(ctx context.Context, category string) (wire.Analytics, error) {
+func (s *Service) Analytics(ctx context.Context, category string) (projection.Analytics, error) {
 	if !slices.Contains(s.runner.Names(), AnalyticsName) {
-		return wire.Analytics{}, fmt.Errorf("analytics: %w", ErrUnknownProjection)
+		return projection.Analytics{}, fmt.Errorf("analytics: %w", ErrUnknownProjection)
 	}
 	days, totals, err := AnalyticsOf(ctx, s.pool, category)
 	if err != nil {
-		return wire.Analytics{}, err
+		return projection.Analytics{}, err
 	}
-	return wire.Analytics{Category: category, Days: days, Totals: totals}, nil
+	return projection.Analytics{Category: category, Days: days, Totals: totals}, nil
 }
 
 // Statuses returns the progress of the registered projections.
-func (s *Service) Statuses(ctx context.Context) ([]wire.ProjectionStatus, error) {
+func (s *Service) Statuses(ctx context.Context) ([]projection.Status, error) {
 	all, err := Statuses(ctx, s.pool)
 	if err != nil {
 		return nil, err
 	}
 	names := s.runner.Names()
-	out := []wire.ProjectionStatus{}
+	out := []projection.Status{}
 	for _, st := range all {
 		if !slices.Contains(names, st.Name) {
 			continue
