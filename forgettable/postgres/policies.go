@@ -96,4 +96,3 @@ func (ps *Policies) ListPolicies(ctx context.Context) ([]forgettable.Policy, err
 		return p, err
 	})
 }
-
