@@ -90,7 +90,7 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 	var (
 		tooLarge *http.MaxBytesError
 		conflict *eventstore.WrongExpectedVersionError
-		gone     *forgettable.SubjectErasedError
+		gone     *forgettable.SubjectGoneError
 	)
 	p := func(status int, name, detail string) wire.Problem { return newProblem(r, status, name, detail) }
 	switch {
@@ -135,7 +135,7 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 		return p(http.StatusBadRequest, "invalid-request", err.Error())
 	case errors.Is(err, eventstore.ErrDuplicateEventID):
 		return p(http.StatusConflict, "duplicate-event-id", err.Error())
-	case errors.Is(err, eventstore.ErrSubjectErased), errors.Is(err, keystore.ErrForgotten):
+	case errors.Is(err, eventstore.ErrSubjectFenced), errors.Is(err, keystore.ErrForgotten):
 		return p(http.StatusConflict, "subject-erased",
 			"The data subject was erased: their personal data cannot be appended unless an admin re-admits them (lethe subject readmit).")
 	case errors.Is(err, forgettable.ErrLegalHold):

@@ -34,23 +34,27 @@ var (
 	// MaxEventsPerAppend events, or none.
 	ErrTooManyEvents = errors.New("invalid number of events in one append")
 
-	// ErrSubjectErased is returned (wrapped in a *SubjectErasedError) when
-	// an append carries personal data of a data subject that was erased.
-	ErrSubjectErased = errors.New("event carries personal data of an erased data subject")
+	// ErrSubjectFenced is returned (wrapped in a *SubjectFencedError) when
+	// an append carries personal data of a data subject whose erasure has
+	// started: the erasure ledger fences the subject's reference in the
+	// append's own statement.
+	ErrSubjectFenced = errors.New("event carries personal data of an erased data subject")
 )
 
-// SubjectErasedError names the erased subject reference an append carried.
-// errors.Is(err, ErrSubjectErased) is true for it.
-type SubjectErasedError struct {
+// SubjectFencedError is the store-level fence: it names the erased subject
+// reference an append carried. errors.Is(err, ErrSubjectFenced) is true for
+// it. (package forgettable's SubjectGoneError is the domain's answer for a
+// subject with nothing left to export.)
+type SubjectFencedError struct {
 	Ref string
 }
 
-func (e *SubjectErasedError) Error() string {
-	return fmt.Sprintf("%v (subject reference %s)", ErrSubjectErased, e.Ref)
+func (e *SubjectFencedError) Error() string {
+	return fmt.Sprintf("%v (subject reference %s)", ErrSubjectFenced, e.Ref)
 }
 
-// Unwrap makes errors.Is(err, ErrSubjectErased) true.
-func (e *SubjectErasedError) Unwrap() error { return ErrSubjectErased }
+// Unwrap makes errors.Is(err, ErrSubjectFenced) true.
+func (e *SubjectFencedError) Unwrap() error { return ErrSubjectFenced }
 
 // WrongExpectedVersionError is the optimistic-concurrency conflict. It
 // carries what the caller needs to decide whether its change still holds.

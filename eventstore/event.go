@@ -108,7 +108,7 @@ type EventData struct {
 	// keystore) of the data subjects whose sealed personal data the event
 	// carries. Package forgettable sets them; never put subject ids here.
 	// The store indexes them and refuses the append, with a
-	// *SubjectErasedError, if one of them has been erased.
+	// *SubjectFencedError, if one of them has been erased.
 	SubjectRefs []string
 	// Actor is who appends the event, for the audit trail: an API token's
 	// id, "cli:USER", an erasure's actor. Optional; never personal data.

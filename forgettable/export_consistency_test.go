@@ -148,7 +148,7 @@ func TestExportStopsAtAnErasureCommittedMeanwhile(t *testing.T) {
 		handed++
 		return nil
 	})
-	var erased *forgettable.SubjectErasedError
+	var erased *forgettable.SubjectGoneError
 	if !errors.As(err, &erased) || handed != 0 {
 		t.Fatalf("export with an erasure committed meanwhile: %v after %d events; want SubjectErasedError before any", err, handed)
 	}

@@ -119,7 +119,7 @@ func TestExportSubject(t *testing.T) {
 		handed++
 		return nil
 	})
-	var erased *forgettable.SubjectErasedError
+	var erased *forgettable.SubjectGoneError
 	if !errors.As(err, &erased) || !errors.Is(err, keystore.ErrForgotten) || erased.Erasure.ID != erasure.ID || handed != 0 {
 		t.Fatalf("export of an erased subject: %v (%d events), want its erasure %v", err, handed, erasure.ID)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/eventstore/eventstoretest"
 	espg "github.com/lethe-store/lethe/eventstore/postgres"
@@ -669,7 +670,7 @@ func TestResumedErasureSaysSo(t *testing.T) {
 	if err != nil || stored.Completion == nil || !reflect.DeepEqual(*stored.Completion, *c) {
 		t.Errorf("stored completion = %+v, %v; want %+v", stored.Completion, err, c)
 	}
-	if b, err := json.Marshal(done); err != nil || !bytes.Contains(b, []byte(`"keyVerifiedGone":true,"streamsAffected":1,"eventsAffected":2,"resumed":true}`)) {
+	if b, err := json.Marshal(api.ErasureSummary(done, time.Now())); err != nil || !bytes.Contains(b, []byte(`"keyVerifiedGone":true,"streamsAffected":1,"eventsAffected":2,"resumed":true}`)) {
 		t.Errorf("resumed receipt = %s, %v", b, err)
 	}
 
@@ -681,7 +682,7 @@ func TestResumedErasureSaysSo(t *testing.T) {
 	if c := normal.Completion; c == nil || c.Resumed || !c.KeyExisted || c.VersionsDestroyed != 1 || !c.KeyVerifiedGone {
 		t.Errorf("normal erasure completion = %+v", c)
 	}
-	if b, err := json.Marshal(normal); err != nil || bytes.Contains(b, []byte("resumed")) {
+	if b, err := json.Marshal(api.ErasureSummary(normal, time.Now())); err != nil || bytes.Contains(b, []byte("resumed")) {
 		t.Errorf("normal receipt = %s, %v", b, err)
 	}
 }

@@ -2,8 +2,6 @@ package forgettable
 
 import (
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -103,40 +101,4 @@ type Policies interface {
 	DeletePolicy(ctx context.Context, eventType, actor, requestID string) error
 	// ListPolicies returns every policy, by event type.
 	ListPolicies(ctx context.Context) ([]Policy, error)
-}
-
-// MarshalJSON renders the erasure as its receipt: no personal data, the
-// subject by reference only.
-func (e Erasure) MarshalJSON() ([]byte, error) {
-	type completion struct {
-		CompletedAt       time.Time `json:"completedAt"`
-		KeyExisted        bool      `json:"keyExisted"`
-		VersionsDestroyed int       `json:"keyVersionsDestroyed"`
-		KeyVerifiedGone   bool      `json:"keyVerifiedGone"`
-		StreamsAffected   int64     `json:"streamsAffected"`
-		EventsAffected    int64     `json:"eventsAffected"`
-		Resumed           bool      `json:"resumed,omitempty"`
-	}
-	r := struct {
-		ID          string       `json:"erasureId"`
-		Ref         keystore.Ref `json:"subjectRef"`
-		RequestedAt time.Time    `json:"requestedAt"`
-		Actor       string       `json:"actor"`
-		RequestID   string       `json:"requestId,omitempty"`
-		Reason      string       `json:"reason,omitempty"`
-		LegalBasis  string       `json:"legalBasis,omitempty"`
-		Status      string       `json:"status"`
-		Completion  *completion  `json:"completion"`
-	}{ID: uuidString(e.ID), Ref: e.Ref, RequestedAt: e.RequestedAt, Actor: e.Actor, RequestID: e.RequestID,
-		Reason: e.Reason, LegalBasis: e.LegalBasis, Status: "pending"}
-	if c := e.Completion; c != nil {
-		r.Status = "completed"
-		r.Completion = &completion{c.CompletedAt, c.KeyExisted, c.VersionsDestroyed, c.KeyVerifiedGone, c.StreamsAffected, c.EventsAffected, c.Resumed}
-	}
-	return json.Marshal(r)
-}
-
-func uuidString(id [16]byte) string {
-	b := hex.EncodeToString(id[:])
-	return b[0:8] + "-" + b[8:12] + "-" + b[12:16] + "-" + b[16:20] + "-" + b[20:]
 }

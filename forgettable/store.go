@@ -401,7 +401,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 		}
 		// Either the key store (a key created for an erased reference)
 		// or the database (its fence) found an erased subject.
-		var erased *eventstore.SubjectErasedError
+		var erased *eventstore.SubjectFencedError
 		if !errors.As(err, &erased) {
 			return res, err
 		}
@@ -601,7 +601,7 @@ func (s *Store) sealAll(ctx context.Context, streamID string, events []Event, p 
 				if _, err := s.keys.Destroy(ctx, r); err != nil {
 					return nil, err
 				}
-				return nil, &eventstore.SubjectErasedError{Ref: string(r)}
+				return nil, &eventstore.SubjectFencedError{Ref: string(r)}
 			}
 		}
 		keys[i] = k
@@ -1241,17 +1241,18 @@ func (s *Store) Erasure(ctx context.Context, subject string) (Erasure, bool, err
 	return s.ledger.ErasureOf(ctx, ref)
 }
 
-// SubjectErasedError is ExportSubject's answer for a subject whose
-// current generation is erased: there is nothing left to export, and the
-// erasure says why. It matches keystore.ErrForgotten.
-type SubjectErasedError struct {
+// SubjectGoneError is ExportSubject's answer for a subject whose current
+// generation is erased: nothing of them is left to export, and the erasure
+// says why. It matches keystore.ErrForgotten. (The append fence is
+// eventstore.SubjectFencedError.)
+type SubjectGoneError struct {
 	Erasure Erasure
 }
 
-func (e *SubjectErasedError) Error() string { return "data subject erased" }
+func (e *SubjectGoneError) Error() string { return "data subject erased" }
 
 // Unwrap makes errors.Is(err, keystore.ErrForgotten) true.
-func (e *SubjectErasedError) Unwrap() error { return keystore.ErrForgotten }
+func (e *SubjectGoneError) Unwrap() error { return keystore.ErrForgotten }
 
 // subjectEvents reads the events sealed under a subject reference, in
 // one snapshot (eventstore/postgres Store).
@@ -1281,7 +1282,7 @@ func (s *Store) erasedMeanwhile(ctx context.Context, ref keystore.Ref) error {
 	if !ok {
 		return fmt.Errorf("subject export: the ledger says the subject is erased but has no erasure for it")
 	}
-	return &SubjectErasedError{Erasure: e}
+	return &SubjectGoneError{Erasure: e}
 }
 
 // ExportSubject is a data subject's access export (GDPR Art. 15 and 20):
@@ -1293,7 +1294,7 @@ func (s *Store) erasedMeanwhile(ctx context.Context, ref keystore.Ref) error {
 // Before any event is opened it finds the subject's footprint and calls
 // record with it (an access log entry must precede the disclosure); the
 // footprint and the events come from one snapshot, so the export holds
-// exactly the events the footprint counts. It returns a *SubjectErasedError
+// exactly the events the footprint counts. It returns a *SubjectGoneError
 // for an erased subject (its data is gone; the events of generations
 // erased before a re-admission are not exported either), or an error
 // wrapping keystore.ErrUnavailable when a key cannot be had: never a
@@ -1311,7 +1312,7 @@ func (s *Store) ExportSubject(ctx context.Context, subject string, record func(F
 	if e, erased, err := s.ledger.ErasureOf(ctx, ref); err != nil {
 		return fmt.Errorf("subject export: %w", err)
 	} else if erased {
-		return &SubjectErasedError{Erasure: e}
+		return &SubjectGoneError{Erasure: e}
 	}
 	var only [keystore.RefSize]byte
 	copy(only[:], ref.Bytes())

@@ -82,7 +82,7 @@ func exportSubject(ctx context.Context, s *forgettable.Store, log *apipg.AccessL
 		return log.RecordAccess(ctx, api.AccessRecord{At: time.Now().UTC(), TokenID: actor, Method: "CLI", Route: "lethe subject export",
 			RequestID: requestID, StreamIDs: fp.Streams, SubjectRefs: []string{string(fp.Ref)}, Events: fp.Events})
 	})
-	var erased *forgettable.SubjectErasedError
+	var erased *forgettable.SubjectGoneError
 	if errors.As(err, &erased) {
 		return fmt.Errorf("the subject was erased (erasure %s): none of their personal data is left to export; see lethe subject status", eventstore.EventID(erased.Erasure.ID))
 	}

@@ -274,7 +274,7 @@ func (s *Store) AppendToStream(ctx context.Context, streamID string, expected ev
 		switch {
 		case err == nil: // expected version did not match
 		case errors.As(err, &pgErr) && pgErr.Code == "LT002": // the erasure fence (migrations/002)
-			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, &eventstore.SubjectErasedError{Ref: pgErr.Detail})
+			return eventstore.AppendResult{}, fmt.Errorf("append to %s: %w", streamID, &eventstore.SubjectFencedError{Ref: pgErr.Detail})
 		case errors.As(err, &pgErr) && pgErr.Code == "23505": // unique violation: event id or (stream, version)
 			raced = pgErr.ConstraintName == "events_stream_version_pk"
 		case errors.As(err, &pgErr) && isInvalidValue(pgErr.Code):
