@@ -34,4 +34,14 @@
 // appends a record without personal data to ErasedStreamID, and returns the
 // receipt. Legal holds block it; re-admission gives an erased subject a new
 // reference and key for new data, leaving the old data forgotten.
+//
+// Ports. A Store is built over an EventStore (eventstore.Store plus the
+// reads it relies on), a keystore.Store, a Ledger and a Policies; their
+// PostgreSQL implementations are eventstore/postgres and
+// forgettable/postgres, the Vault one keystore/vault, and internal/app
+// puts them together. The code is split by responsibility: append.go
+// (planning and sealing an append), read.go and open.go (reading and
+// opening), forget.go (the erasure protocol), export.go (the subject's
+// access export), subjects.go (holds, re-admission, key rotation),
+// policy.go (protection policies).
 package forgettable

@@ -77,9 +77,13 @@ type Config struct {
 	// many events past the newest one (0: 1,000).
 	SnapshotEvery int
 	// Folders and Upcasters are the API's domain folds and schema
-	// upcasters (see api.Options); nil: none.
+	// upcasters (see api.Options); nil: none. The projection runner gets
+	// the same upcasters.
 	Folders   map[string]projection.Folder
 	Upcasters *projection.Upcasters
+	// Projections are read models of the application's, registered with
+	// the built-ins (docs/operations.md, "Your own projection").
+	Projections []projpg.Projection
 	// ProjectionIdle is how long a caught-up projection waits when no
 	// append is announced (0: the runner's default, 1s).
 	ProjectionIdle time.Duration
@@ -180,21 +184,22 @@ func (a *App) checkSchema(ctx context.Context, migrate bool) error {
 	return nil
 }
 
-// registerProjections registers the built-in read models: the analysis
+// registerProjections registers the built-in read models — the analysis
 // model always, the lookup index when there is a key store (its blind
-// indexes are keyed by a secret in Vault).
+// indexes are keyed by a secret in Vault) — and the application's.
 func (a *App) registerProjections(cfg Config) error {
-	a.runner = projpg.NewRunner(a.pool, a.events, a.store, projpg.Options{Logger: a.log, Changes: a.events.ChangeNotifier(), Idle: cfg.ProjectionIdle})
+	a.runner = projpg.NewRunner(a.pool, a.events, a.store, projpg.Options{Logger: a.log, Changes: a.events.ChangeNotifier(),
+		Idle: cfg.ProjectionIdle, Upcasters: cfg.Upcasters})
 	builtins := []projpg.Projection{projpg.Analytics()}
 	if a.vault != nil {
 		builtins = append(builtins, projpg.Lookup(a.vault))
 	}
-	for _, p := range builtins {
+	for _, p := range append(builtins, cfg.Projections...) {
 		if err := a.runner.Register(p); err != nil {
 			return err
 		}
 	}
-	if need := int32(ConnsPerCatchUp*len(builtins) + 2); a.pool.Config().MaxConns < need {
+	if need := int32(ConnsPerCatchUp*(len(builtins)+len(cfg.Projections)) + 2); a.pool.Config().MaxConns < need {
 		a.log.Warn("the database pool is small for the projections: catching up, they hold two connections each, and the API waits; raise pool_max_conns",
 			"pool_max_conns", a.pool.Config().MaxConns, "want_at_least", need)
 	}
