@@ -14,7 +14,7 @@ import (
 // subject: the audit export's record of that append lists every subject
 // reference, in one line far longer than 1 MiB. lethe verify --file must
 // still read that export, which lethe audit export wrote itself.
-func TestReviewIssue6VerifyReadsLongAppendRecords(t *testing.T) {
+func TestVerifyReadsAppendRecordsLongerThanOneMiB(t *testing.T) {
 	t.Parallel()
 	e := newCLIEnv(t)
 	const n = 17000 // 17,000 refs of 67 bytes: about 1.1 MiB in one line
@@ -49,7 +49,7 @@ func TestReviewIssue6VerifyReadsLongAppendRecords(t *testing.T) {
 // Go API lets each event name its own) must not be credited to the first
 // event's actor, and an actor filter must not report versions that
 // another actor appended.
-func TestReviewIssue6AuditAppendGroupingByActor(t *testing.T) {
+func TestAuditAppendRecordsGroupByActor(t *testing.T) {
 	t.Parallel()
 	e := newCLIEnv(t)
 	evs := make([]eventstore.EventData, 3)
