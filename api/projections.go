@@ -31,6 +31,21 @@ type upTo struct {
 	at      *time.Time
 }
 
+// streamUpTo reads the stream and the version or time of a state or
+// history route, or answers the problem and reports false.
+func (s *Server) streamUpTo(w http.ResponseWriter, r *http.Request) (string, upTo, bool) {
+	streamID, ok := s.streamParam(w, r)
+	if !ok {
+		return "", upTo{}, false
+	}
+	u, err := parseUpTo(r.URL.Query())
+	if err != nil {
+		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
+		return "", upTo{}, false
+	}
+	return streamID, u, true
+}
+
 func parseUpTo(q url.Values) (upTo, error) {
 	u := upTo{version: -1}
 	if err := checkQuery(q, "version", "at"); err != nil {
@@ -104,15 +119,11 @@ func (s *Server) readUpTo(r *http.Request, streamID string, u upTo, fn func([]fo
 }
 
 func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
-	streamID, ok := s.streamParam(w, r)
+	streamID, u, ok := s.streamUpTo(w, r)
 	if !ok {
 		return
 	}
-	u, err := parseUpTo(r.URL.Query())
-	if err != nil {
-		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
-		return
-	}
+	var err error
 	out := wire.StreamState{StreamID: streamID, Version: -1, EventTypes: []string{}, Redacted: []wire.FieldRedaction{}}
 	if folder, ok := s.opts.Folders[eventstore.Category(streamID)]; ok {
 		// A registered fold: its state, and every redaction it was shown.
@@ -204,17 +215,12 @@ func fieldRedactions(rs []projection.Redaction) []wire.FieldRedaction {
 }
 
 func (s *Server) streamHistory(w http.ResponseWriter, r *http.Request) {
-	streamID, ok := s.streamParam(w, r)
+	streamID, u, ok := s.streamUpTo(w, r)
 	if !ok {
 		return
 	}
-	u, err := parseUpTo(r.URL.Query())
-	if err != nil {
-		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
-		return
-	}
 	h := projection.NewHistory(streamID)
-	err = s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
+	err := s.readUpTo(r, streamID, u, func(events []forgettable.RecordedEvent) error {
 		for _, e := range events {
 			if err := h.Apply(e); err != nil {
 				return err

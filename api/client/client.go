@@ -166,10 +166,7 @@ func (c *Client) download(ctx context.Context, what, path string, w io.Writer) (
 	if err != nil {
 		return 0, err
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return 0, err
 	}
@@ -258,10 +255,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.send(req)
 	if err != nil {
 		return 0, err
 	}
@@ -477,4 +471,12 @@ func (c *Client) Projections(ctx context.Context) ([]wire.ProjectionStatus, erro
 func (c *Client) RebuildProjection(ctx context.Context, name string, fromPosition int64) error {
 	_, err := c.do(ctx, http.MethodPost, "/v1/projections/"+url.PathEscape(name)+"/rebuild", nil, wire.RebuildRequest{FromPosition: fromPosition}, nil)
 	return err
+}
+
+// send sends req with the client's token.
+func (c *Client) send(req *http.Request) (*http.Response, error) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return c.http.Do(req)
 }

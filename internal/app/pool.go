@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lethe-store/lethe/migrations"
@@ -54,21 +55,21 @@ func OpenPool(ctx context.Context, databaseURL string, reserved int) (*pgxpool.P
 
 // Migrate applies the pending migrations under the migration lock.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) (from, to int32, err error) {
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("migrate: %w", err)
-	}
-	defer conn.Release()
-	return migrations.Migrate(ctx, conn.Conn())
+	return withConn(ctx, pool, "migrate", migrations.Migrate)
 }
 
 // SchemaStatus returns the database's schema version and the latest this
 // build knows.
 func SchemaStatus(ctx context.Context, pool *pgxpool.Pool) (current, latest int32, err error) {
+	return withConn(ctx, pool, "schema status", migrations.Status)
+}
+
+// withConn runs a migrations function on one of pool's connections.
+func withConn(ctx context.Context, pool *pgxpool.Pool, what string, fn func(context.Context, *pgx.Conn) (int32, int32, error)) (int32, int32, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("schema status: %w", err)
+		return 0, 0, fmt.Errorf("%s: %w", what, err)
 	}
 	defer conn.Release()
-	return migrations.Status(ctx, conn.Conn())
+	return fn(ctx, conn.Conn())
 }
