@@ -159,7 +159,7 @@ func TestRunListensAndProjects(t *testing.T) {
 
 	// The projection runner: the analysis model counts the event.
 	eventually(t, "analytics of lead", func() error {
-		an, err := adminA.Analytics(ctx, "lead")
+		an, err := client.New(ha.URL, tok.Secret, ha.Client()).Analytics(ctx, "lead")
 		if err != nil {
 			return err
 		}
