@@ -19,15 +19,74 @@ const ssePage = 500
 
 // sseFeed is where a subscription's events come from: pages of stored
 // events until it has caught up, then a live subscription from there.
-type sseFeed struct {
+//
+// It is an interface with one implementation per kind of subscription,
+// allFeed ($all) and streamFeed (one stream), rather than a struct of
+// closures: each keeps its cursor (how far the catch-up has read) in named
+// fields, which catchUp advances and live and checkpoint read.
+type sseFeed interface {
 	// catchUp returns the next page, opened, and whether the subscriber
 	// has caught up with what is stored.
-	catchUp func(ctx context.Context) (events []forgettable.RecordedEvent, done bool, err error)
+	catchUp(ctx context.Context) (events []forgettable.RecordedEvent, done bool, err error)
 	// live follows from where catchUp stopped.
-	live func() *eventstore.Subscription
+	live() *eventstore.Subscription
 	// checkpoint is the position the subscriber has seen everything up to.
-	checkpoint func() int64
+	checkpoint() int64
 }
+
+// allFeed is the feed of $all, filtered by event type and category.
+type allFeed struct {
+	s                 *Server
+	access            forgettable.Access
+	after             int64 // the position everything up to which is read
+	types, categories []string
+}
+
+func (f *allFeed) catchUp(ctx context.Context) ([]forgettable.RecordedEvent, bool, error) {
+	page, err := f.s.opts.Events.ReadAll(ctx, eventstore.ReadAllOptions{After: f.after, Limit: ssePage, Types: f.types, Categories: f.categories}, f.access)
+	if err != nil {
+		return nil, false, err
+	}
+	f.after = page.Next
+	// Held-back events are left to the live subscription, which waits for
+	// them with a backoff.
+	return page.Events, len(page.Events) < ssePage, nil
+}
+
+func (f *allFeed) live() *eventstore.Subscription {
+	return f.s.opts.Subscriber.SubscribeToAll(eventstore.SubscribeAllOptions{After: f.after, Types: f.types, Categories: f.categories})
+}
+
+func (f *allFeed) checkpoint() int64 { return f.after }
+
+// streamFeed is the feed of one stream.
+type streamFeed struct {
+	s        *Server
+	access   forgettable.Access
+	streamID string
+	next     int64 // the version to read next
+	last     int64 // the position of the last event read (0: none yet)
+}
+
+func (f *streamFeed) catchUp(ctx context.Context) ([]forgettable.RecordedEvent, bool, error) {
+	events, err := f.s.opts.Events.ReadStream(ctx, f.streamID, eventstore.ReadStreamOptions{From: f.next, Limit: ssePage}, f.access)
+	if errors.Is(err, eventstore.ErrStreamNotFound) {
+		return nil, true, nil // not yet: the live subscription waits for it
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if n := len(events); n > 0 {
+		f.next, f.last = events[n-1].Version+1, events[n-1].Position
+	}
+	return events, len(events) < ssePage, nil
+}
+
+func (f *streamFeed) live() *eventstore.Subscription {
+	return f.s.opts.Subscriber.SubscribeToStream(f.streamID, eventstore.SubscribeStreamOptions{From: f.next})
+}
+
+func (f *streamFeed) checkpoint() int64 { return f.last }
 
 func (s *Server) subscribeAll(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -49,24 +108,8 @@ func (s *Server) subscribeAll(w http.ResponseWriter, r *http.Request) {
 		}
 		after = p
 	}
-	types, categories := q["type"], q["category"]
 	a := access(r)
-	s.serveSSE(w, r, a, sseFeed{
-		catchUp: func(ctx context.Context) ([]forgettable.RecordedEvent, bool, error) {
-			page, err := s.opts.Events.ReadAll(ctx, eventstore.ReadAllOptions{After: after, Limit: ssePage, Types: types, Categories: categories}, a)
-			if err != nil {
-				return nil, false, err
-			}
-			after = page.Next
-			// Held-back events are left to the live subscription, which
-			// waits for them with a backoff.
-			return page.Events, len(page.Events) < ssePage, nil
-		},
-		live: func() *eventstore.Subscription {
-			return s.opts.Subscriber.SubscribeToAll(eventstore.SubscribeAllOptions{After: after, Types: types, Categories: categories})
-		},
-		checkpoint: func() int64 { return after },
-	})
+	s.serveSSE(w, r, a, &allFeed{s: s, access: a, after: after, types: q["type"], categories: q["category"]})
 }
 
 func (s *Server) subscribeStream(w http.ResponseWriter, r *http.Request) {
@@ -103,32 +146,38 @@ func (s *Server) subscribeStream(w http.ResponseWriter, r *http.Request) {
 		next, last = v+1, p
 	}
 	a := access(r)
-	s.serveSSE(w, r, a, sseFeed{
-		catchUp: func(ctx context.Context) ([]forgettable.RecordedEvent, bool, error) {
-			events, err := s.opts.Events.ReadStream(ctx, streamID, eventstore.ReadStreamOptions{From: next, Limit: ssePage}, a)
-			if errors.Is(err, eventstore.ErrStreamNotFound) {
-				return nil, true, nil // not yet: the live subscription waits for it
-			}
-			if err != nil {
-				return nil, false, err
-			}
-			if n := len(events); n > 0 {
-				next, last = events[n-1].Version+1, events[n-1].Position
-			}
-			return events, len(events) < ssePage, nil
-		},
-		live: func() *eventstore.Subscription {
-			return s.opts.Subscriber.SubscribeToStream(streamID, eventstore.SubscribeStreamOptions{From: next})
-		},
-		checkpoint: func() int64 { return last },
-	})
+	s.serveSSE(w, r, a, &streamFeed{s: s, access: a, streamID: streamID, next: next, last: last})
 }
 
 // serveSSE streams a feed as Server-Sent Events: each event with its
-// position as id, "caught-up" once the stored events are sent, heartbeats
-// while idle. A subscriber that does not take a batch within
-// SSEWriteTimeout is disconnected (it resumes with Last-Event-ID), so a slow
-// client never makes the server buffer more than two batches.
+// position as id, "caught-up" once the stored events are sent, then the
+// live events, with heartbeats while idle (see sseStream for what is
+// guaranteed along the way).
+func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, a forgettable.Access, feed sseFeed) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel() // stops the read-ahead of the live phase
+	s.metrics.subscribers.Inc()
+	defer s.metrics.subscribers.Dec()
+	st := newSSEStream(s, w, r, a)
+	if err := st.start(); err != nil {
+		return // the client is gone
+	}
+	if !st.catchUp(ctx, feed) {
+		return
+	}
+	if err := st.caughtUp(feed.checkpoint()); err != nil {
+		return
+	}
+	st.live(ctx, feed)
+}
+
+// sseStream is one subscriber's event stream, from the answer's headers to
+// its end.
+//
+// A subscriber that does not take a batch within SSEWriteTimeout is
+// disconnected (it resumes with Last-Event-ID), so a slow client never
+// makes the server buffer more than two batches: the one being written and
+// the one read ahead.
 //
 // The token is checked again before each batch is sent and at each
 // heartbeat (a lookup in the authentication cache, which a revocation
@@ -136,135 +185,76 @@ func (s *Server) subscribeStream(w http.ResponseWriter, r *http.Request) {
 // revoked, the stream ends with an unauthenticated error and sends nothing
 // more. The roles need no second check: a token's roles never change, so a
 // token that still authenticates still has the roles that let it in.
-func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, a forgettable.Access, feed sseFeed) {
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	rc := http.NewResponseController(w)
-	h := w.Header()
+type sseStream struct {
+	s      *Server
+	w      http.ResponseWriter
+	r      *http.Request
+	rc     *http.ResponseController
+	access forgettable.Access
+	hash   [32]byte // of the token, to check it again
+}
+
+func newSSEStream(s *Server, w http.ResponseWriter, r *http.Request, a forgettable.Access) *sseStream {
+	hash, _ := tokenHashFrom(r.Context())
+	return &sseStream{s: s, w: w, r: r, rc: http.NewResponseController(w), access: a, hash: hash}
+}
+
+// start answers 200 with the headers of an event stream, and opens it with
+// a comment so that the client sees at once that it is subscribed.
+func (st *sseStream) start() error {
+	h := st.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no") // no proxy buffering
-	w.WriteHeader(http.StatusOK)
-	s.metrics.subscribers.Inc()
-	defer s.metrics.subscribers.Dec()
+	st.w.WriteHeader(http.StatusOK)
+	return st.write([]byte(": lethe subscription\n\n"))
+}
 
-	write := func(b []byte) error {
-		_ = rc.SetWriteDeadline(time.Now().Add(s.limits.SSEWriteTimeout))
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
-	if err := write([]byte(": lethe subscription\n\n")); err != nil {
-		return
-	}
-	hash, _ := tokenHashFrom(r.Context())
-	authenticated := func() error {
-		_, err := s.principal(ctx, hash)
-		return err
-	}
-	send := func(events []forgettable.RecordedEvent) error {
-		if len(events) == 0 {
-			return nil
-		}
-		if err := authenticated(); err != nil {
-			return err
-		}
-		if err := s.recordAccess(ctx, r, a, events); err != nil {
-			return err
-		}
-		var buf []byte
-		for _, e := range events {
-			b, err := json.Marshal(toWireEvent(e))
-			if err != nil {
-				return err
-			}
-			buf = fmt.Appendf(buf, "id: %d\ndata: %s\n\n", e.Position, b)
-		}
-		s.metrics.read.Add(float64(len(events)))
-		return write(buf)
-	}
-	fail := func(err error) {
-		if ctx.Err() != nil {
-			return
-		}
-		var werr interface{ Timeout() bool }
-		if errors.As(err, &werr) && werr.Timeout() {
-			s.log.Info("subscriber too slow: disconnected", "route", routePattern(r), "request_id", requestID(r))
-			return
-		}
-		// The stream answered 200 already: the problem goes in an error
-		// event, mapped as any error answer is.
-		p := s.problemOf(r, err)
-		switch {
-		case errors.Is(err, ErrUnauthenticated):
-			tok, _ := principalFrom(r.Context())
-			s.log.Info("subscription ended: token revoked", "route", routePattern(r), "request_id", requestID(r), "token_id", tok.TokenID)
-			p.Detail = "The token was revoked: the subscription ends."
-		case p.Status >= 500:
-			p.Detail += " Reconnect with Last-Event-ID."
-		}
-		b, _ := json.Marshal(p)
-		_ = write(fmt.Appendf(nil, "event: error\ndata: %s\n\n", b))
-	}
-
-	// Catch-up: stored events, page by page.
+// catchUp sends the stored events, page by page, until the feed has caught
+// up; false if the stream ended instead (an error, the client gone, or the
+// server shutting down).
+func (st *sseStream) catchUp(ctx context.Context, feed sseFeed) (ok bool) {
 	for {
 		events, done, err := feed.catchUp(ctx)
 		if err == nil {
-			err = send(events)
+			err = st.send(ctx, events)
 		}
 		if err != nil {
-			fail(err)
-			return
+			st.fail(ctx, err)
+			return false
 		}
 		if done {
-			break
+			return true
 		}
 		select {
-		case <-s.closing:
-			_ = write([]byte("event: shutdown\ndata: {}\n\n"))
-			return
+		case <-st.s.closing:
+			st.shutdown()
+			return false
 		default:
 		}
 	}
-	if err := write(fmt.Appendf(nil, "event: caught-up\ndata: {\"position\":%d}\n\n", feed.checkpoint())); err != nil {
-		return
-	}
+}
 
-	// Live: one goroutine reads ahead at most one batch.
-	type batch struct {
-		events []eventstore.RecordedEvent
-		err    error
-	}
-	batches := make(chan batch)
-	sub := feed.live()
-	go func() {
-		defer close(batches)
-		for {
-			e, err := sub.Next(ctx)
-			b := batch{err: err}
-			if err == nil {
-				b.events = append(b.events, e)
-				for sub.Buffered() > 0 && len(b.events) < ssePage {
-					e, err := sub.Next(ctx)
-					if err != nil {
-						break
-					}
-					b.events = append(b.events, e)
-				}
-			}
-			select {
-			case batches <- b:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	heartbeat := time.NewTicker(s.limits.SSEHeartbeat)
+// caughtUp tells the subscriber that it has every stored event up to
+// position.
+func (st *sseStream) caughtUp(position int64) error {
+	return st.write(fmt.Appendf(nil, "event: caught-up\ndata: {\"position\":%d}\n\n", position))
+}
+
+// sseBatch is what the read-ahead hands to the writer: live events, not
+// yet opened, or the error that ended the subscription.
+type sseBatch struct {
+	events []eventstore.RecordedEvent
+	err    error
+}
+
+// live follows the feed's live subscription until the stream ends: batches
+// as they come (one read ahead while the previous one is written),
+// heartbeats while idle.
+func (st *sseStream) live(ctx context.Context, feed sseFeed) {
+	batches := make(chan sseBatch)
+	go st.readAhead(ctx, feed.live(), batches)
+	heartbeat := time.NewTicker(st.s.limits.SSEHeartbeat)
 	defer heartbeat.Stop()
 	for {
 		select {
@@ -272,30 +262,151 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, a forgettable.
 			if !ok {
 				return
 			}
-			err := b.err
-			if err == nil {
-				var opened []forgettable.RecordedEvent
-				if opened, err = s.opts.Events.Open(ctx, b.events, a); err == nil {
-					err = send(opened)
-				}
-			}
-			if err != nil {
-				fail(err)
+			if err := st.sendLive(ctx, b); err != nil {
+				st.fail(ctx, err)
 				return
 			}
 		case <-heartbeat.C:
-			if err := authenticated(); err != nil {
-				fail(err)
+			if !st.heartbeat(ctx) {
 				return
 			}
-			if err := write([]byte(": heartbeat\n\n")); err != nil {
-				return
-			}
-		case <-s.closing:
-			_ = write([]byte("event: shutdown\ndata: {}\n\n"))
+		case <-st.s.closing:
+			st.shutdown()
 			return
 		case <-ctx.Done():
 			return
 		}
 	}
+}
+
+// readAhead reads sub into batches. The channel is unbuffered, so it reads
+// at most one batch ahead of the one being written. It stops after handing
+// over an error, or when ctx ends, and then closes batches.
+func (st *sseStream) readAhead(ctx context.Context, sub *eventstore.Subscription, batches chan<- sseBatch) {
+	defer close(batches)
+	for {
+		b := nextBatch(ctx, sub)
+		select {
+		case batches <- b:
+		case <-ctx.Done():
+			return
+		}
+		if b.err != nil {
+			return
+		}
+	}
+}
+
+// nextBatch waits for the next live event, then takes what else sub has
+// buffered already, up to a page. An error after the first event ends the
+// batch; the next call meets it again.
+func nextBatch(ctx context.Context, sub *eventstore.Subscription) sseBatch {
+	e, err := sub.Next(ctx)
+	if err != nil {
+		return sseBatch{err: err}
+	}
+	events := []eventstore.RecordedEvent{e}
+	for sub.Buffered() > 0 && len(events) < ssePage {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			break
+		}
+		events = append(events, e)
+	}
+	return sseBatch{events: events}
+}
+
+// sendLive opens a batch of live events and sends it.
+func (st *sseStream) sendLive(ctx context.Context, b sseBatch) error {
+	if b.err != nil {
+		return b.err
+	}
+	opened, err := st.s.opts.Events.Open(ctx, b.events, st.access)
+	if err != nil {
+		return err
+	}
+	return st.send(ctx, opened)
+}
+
+// send writes a batch of events, each with its position as id, once the
+// token is checked again and the access is recorded: nothing is sent that
+// the access log does not show.
+func (st *sseStream) send(ctx context.Context, events []forgettable.RecordedEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := st.authenticated(ctx); err != nil {
+		return err
+	}
+	if err := st.s.recordAccess(ctx, st.r, st.access, events); err != nil {
+		return err
+	}
+	var buf []byte
+	for _, e := range events {
+		b, err := json.Marshal(toWireEvent(e))
+		if err != nil {
+			return err
+		}
+		buf = fmt.Appendf(buf, "id: %d\ndata: %s\n\n", e.Position, b)
+	}
+	st.s.metrics.read.Add(float64(len(events)))
+	return st.write(buf)
+}
+
+// heartbeat checks the token again and tells the subscriber the stream is
+// alive; false once the stream has ended.
+func (st *sseStream) heartbeat(ctx context.Context) (ok bool) {
+	if err := st.authenticated(ctx); err != nil {
+		st.fail(ctx, err)
+		return false
+	}
+	return st.write([]byte(": heartbeat\n\n")) == nil
+}
+
+// authenticated checks the token again: ErrUnauthenticated once it is
+// revoked.
+func (st *sseStream) authenticated(ctx context.Context) error {
+	_, err := st.s.principal(ctx, st.hash)
+	return err
+}
+
+// write writes b and flushes it, the write deadline pushed forward first:
+// a subscriber gets SSEWriteTimeout to take each write.
+func (st *sseStream) write(b []byte) error {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(st.s.limits.SSEWriteTimeout))
+	if _, err := st.w.Write(b); err != nil {
+		return err
+	}
+	return st.rc.Flush()
+}
+
+// fail ends the stream on err. A subscriber too slow to take a write is
+// just disconnected; otherwise, as the stream answered 200 already, the
+// problem goes in an error event, mapped as any error answer is.
+func (st *sseStream) fail(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	s, r := st.s, st.r
+	var werr interface{ Timeout() bool }
+	if errors.As(err, &werr) && werr.Timeout() {
+		s.log.Info("subscriber too slow: disconnected", "route", routePattern(r), "request_id", requestID(r))
+		return
+	}
+	p := s.problemOf(r, err)
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		tok, _ := principalFrom(r.Context())
+		s.log.Info("subscription ended: token revoked", "route", routePattern(r), "request_id", requestID(r), "token_id", tok.TokenID)
+		p.Detail = "The token was revoked: the subscription ends."
+	case p.Status >= 500:
+		p.Detail += " Reconnect with Last-Event-ID."
+	}
+	b, _ := json.Marshal(p)
+	_ = st.write(fmt.Appendf(nil, "event: error\ndata: %s\n\n", b))
+}
+
+// shutdown tells the subscriber that the server is shutting down.
+func (st *sseStream) shutdown() {
+	_ = st.write([]byte("event: shutdown\ndata: {}\n\n"))
 }
