@@ -52,6 +52,7 @@ var problemTitles = map[string]string{
 	"integrity-error":          "Integrity error",
 	"internal":                 "Internal error",
 	"key-store-unavailable":    "Key store unavailable",
+	"database-unavailable":     "Database unavailable",
 	"not-ready":                "Not ready",
 }
 
@@ -143,6 +144,10 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 	case errors.Is(err, keystore.ErrUnavailable):
 		s.log.Warn("key store unavailable", "route", routePattern(r), "request_id", requestID(r), "err", err)
 		return p(http.StatusServiceUnavailable, "key-store-unavailable", "The key store (Vault) cannot be reached; nothing was written. Retry later.")
+	case databaseUnavailable(err):
+		s.log.Warn("database unavailable", "route", routePattern(r), "request_id", requestID(r), "err", err)
+		return p(http.StatusServiceUnavailable, "database-unavailable", "The database (PostgreSQL) cannot be reached. Retry later: "+
+			"an append retried with the same event ids is never written twice.")
 	case errors.Is(err, forgettable.ErrTampered), errors.Is(err, forgettable.ErrKeyMissing):
 		s.log.Error("integrity error", "route", routePattern(r), "request_id", requestID(r), "err", err)
 		return p(http.StatusInternalServerError, "integrity-error", "Stored personal data failed an integrity check; an operator must look at the server log for this request id.")

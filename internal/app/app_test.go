@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"reflect"
@@ -33,7 +34,14 @@ var optionalPorts = []string{"Folders", "Upcasters"}
 // open assembles Lethe on dbURL as `lethe serve` does.
 func open(t *testing.T, dbURL string, vc app.VaultConfig) *app.App {
 	t.Helper()
-	a, err := app.Open(testenv.Context(t), app.Config{Logger: slog.New(slog.DiscardHandler), DatabaseURL: dbURL, Vault: vc,
+	return openWith(t, dbURL, vc, io.Discard)
+}
+
+// openWith is open with the server's log (debug level) written to logs.
+func openWith(t *testing.T, dbURL string, vc app.VaultConfig, logs io.Writer) *app.App {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := app.Open(testenv.Context(t), app.Config{Logger: log, DatabaseURL: dbURL, Vault: vc,
 		AdminToken: adminToken, ProjectionIdle: 50 * time.Millisecond, Limits: api.Limits{SSEHeartbeat: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatalf("open: %v", err)
