@@ -168,21 +168,11 @@ func TestRegisteredFolder(t *testing.T) {
 	}
 }
 
-// eventually retries check until it passes or 10 s pass: the projections
-// catch up asynchronously.
+// eventually retries check until it passes (testenv.Eventually): the
+// projections and the listeners work asynchronously.
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, what, 10*time.Second, check)
 }
 
 // The built-in read models through HTTP: the lookup index finds the lead

@@ -210,21 +210,11 @@ func TestRunListensAndProjects(t *testing.T) {
 	})
 }
 
-// eventually retries check for up to 20 s (generous: the listeners
-// reconnect with a back-off), and fails with its last error.
+// eventually retries check until it passes (testenv.Eventually): the
+// projections and the listeners work asynchronously.
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still failing after 20s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, what, 20*time.Second, check)
 }
 
 // A server's pool has room for the projections' catch-up connections on

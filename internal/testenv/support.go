@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // PGDump returns a plain-text dump of a whole database: what a backup
@@ -44,4 +45,24 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Eventually retries check every 20 ms until it passes, and fails the
+// test with its last error after timeout: for what happens
+// asynchronously (projections catching up, listeners hearing a change).
+// Give generous timeouts: a loaded CI machine is slow, and a passing check
+// returns at once.
+func Eventually(tb testing.TB, what string, timeout time.Duration, check func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s: still failing after %v: %v", what, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
