@@ -172,7 +172,7 @@ func TestRegisteredFolder(t *testing.T) {
 // projections and the listeners work asynchronously.
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	testenv.Eventually(t, what, 10*time.Second, check)
+	testenv.Eventually(t, what, 30*time.Second, check)
 }
 
 // The built-in read models through HTTP: the lookup index finds the lead

@@ -214,7 +214,7 @@ func TestRunListensAndProjects(t *testing.T) {
 // projections and the listeners work asynchronously.
 func eventually(t *testing.T, what string, check func() error) {
 	t.Helper()
-	testenv.Eventually(t, what, 20*time.Second, check)
+	testenv.Eventually(t, what, 30*time.Second, check)
 }
 
 // A server's pool has room for the projections' catch-up connections on
