@@ -375,22 +375,37 @@ func (st *sseStream) authenticated(ctx context.Context) error {
 func (st *sseStream) write(b []byte) error {
 	_ = st.rc.SetWriteDeadline(time.Now().Add(st.s.limits.SSEWriteTimeout))
 	if _, err := st.w.Write(b); err != nil {
-		return err
+		return &sseWriteError{err}
 	}
-	return st.rc.Flush()
+	if err := st.rc.Flush(); err != nil {
+		return &sseWriteError{err}
+	}
+	return nil
 }
 
-// fail ends the stream on err. A subscriber too slow to take a write is
-// just disconnected; otherwise, as the stream answered 200 already, the
-// problem goes in an error event, mapped as any error answer is.
+// sseWriteError is a write to the subscriber that failed: it went away, or
+// did not take the write within SSEWriteTimeout.
+type sseWriteError struct{ err error }
+
+func (e *sseWriteError) Error() string { return "write to the subscriber: " + e.err.Error() }
+func (e *sseWriteError) Unwrap() error { return e.err }
+
+// fail ends the stream on err. A subscriber that could not take a write
+// (too slow, or gone) is just disconnected: it resumes with
+// Last-Event-ID. Any other error goes in an error event (the stream
+// answered 200 already), mapped as every error answer is, with what a
+// subscriber should do.
 func (st *sseStream) fail(ctx context.Context, err error) {
 	if ctx.Err() != nil {
 		return
 	}
 	s, r := st.s, st.r
-	var werr interface{ Timeout() bool }
-	if errors.As(err, &werr) && werr.Timeout() {
-		s.log.Info("subscriber too slow: disconnected", "route", routePattern(r), "request_id", requestID(r))
+	var werr *sseWriteError
+	if errors.As(err, &werr) {
+		var timeout interface{ Timeout() bool }
+		if errors.As(err, &timeout) && timeout.Timeout() {
+			s.log.Info("subscriber too slow: disconnected", "route", routePattern(r), "request_id", requestID(r))
+		}
 		return
 	}
 	p := s.problemOf(r, err)
@@ -399,8 +414,12 @@ func (st *sseStream) fail(ctx context.Context, err error) {
 		tok, _ := principalFrom(r.Context())
 		s.log.Info("subscription ended: token revoked", "route", routePattern(r), "request_id", requestID(r), "token_id", tok.TokenID)
 		p.Detail = "The token was revoked: the subscription ends."
+	case p.Type == ProblemTypeBase+"key-store-unavailable":
+		p.Detail = "The key store (Vault) cannot be reached; reconnect later with Last-Event-ID."
+	case p.Type == ProblemTypeBase+"database-unavailable":
+		p.Detail = "The database (PostgreSQL) cannot be reached; reconnect later with Last-Event-ID."
 	case p.Status >= 500:
-		p.Detail += " Reconnect with Last-Event-ID."
+		p.Detail = "The subscription failed; reconnect with Last-Event-ID."
 	}
 	b, _ := json.Marshal(p)
 	_ = st.write(fmt.Appendf(nil, "event: error\ndata: %s\n\n", b))

@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -74,10 +75,12 @@ func subscriptionError(t *testing.T, err error) wire.Problem {
 // mapping now sends 500 "internal".
 func TestSubscriptionEndedByPostgresOutageIs503(t *testing.T) {
 	t.Parallel()
-	outage := errors.New("read all: failed to connect to `host=127.0.0.1 user=lethe database=lethe`: dial error: connection refused")
+	// What the driver wraps when PostgreSQL refuses connections.
+	outage := fmt.Errorf("read all: failed to connect to `user=lethe database=lethe`: %w",
+		&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
 	p := subscriptionError(t, outage)
-	if p.Status != http.StatusServiceUnavailable {
-		t.Errorf("error event of a subscription whose database went away: status %d (%s), want 503 as before", p.Status, p.Type)
+	if p.Status != http.StatusServiceUnavailable || p.Type != api.ProblemTypeBase+"database-unavailable" {
+		t.Errorf("error event of a subscription whose database went away: status %d (%s), want 503 database-unavailable", p.Status, p.Type)
 	}
 	if !strings.Contains(p.Detail, "Last-Event-ID") {
 		t.Errorf("error event detail %q: want it to say to reconnect with Last-Event-ID", p.Detail)

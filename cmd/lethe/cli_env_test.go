@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 		"LETHE_DATABASE_URL": dbURL, "LETHE_VAULT_ADDR": client.Address(), "LETHE_VAULT_TOKEN": client.Token(),
 		"LETHE_VAULT_MOUNT": mount, "LETHE_VAULT_PREFIX": prefix, "USER": "tester",
 	}
-	a, err := app.Open(ctx, app.Config{Pool: testenv.Pool(t, dbURL), Vault: app.VaultConfig{Client: client, Mount: mount, Prefix: prefix}})
+	a, err := app.Open(ctx, app.Config{Logger: slog.New(slog.DiscardHandler), Pool: testenv.Pool(t, dbURL), Vault: app.VaultConfig{Client: client, Mount: mount, Prefix: prefix}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,9 +65,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 
-	if adminToken == "" {
-		log.Warn("no LETHE_ADMIN_TOKEN: only tokens created with `lethe token create` can call the API")
-	}
 	a, err := app.Open(ctx, app.Config{
 		Logger: log, DatabaseURL: c.DatabaseURL, Migrate: c.Migrate, Vault: c.Vault,
 		AdminToken: adminToken, SnapshotEvery: snapshotEvery,
@@ -77,6 +74,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.Close()
+	if adminToken == "" {
+		log.Warn("no LETHE_ADMIN_TOKEN: only tokens created with `lethe token create` can call the API")
+	}
+	a.Check(ctx)
 	runCtx, stop := context.WithCancel(ctx)
 	running := make(chan struct{})
 	go func() { defer close(running); a.Run(runCtx) }()

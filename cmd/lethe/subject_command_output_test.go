@@ -58,22 +58,23 @@ func TestSubjectCommandWithVaultDownDoesNotClaimToServe(t *testing.T) {
 	}
 }
 
-// The subject commands never checked the schema version: with a migration
-// pending (the binary upgraded, lethe migrate not run yet) an operator
-// could still answer an erasure request or a status query. docs/operations.md
-// says only `lethe serve` refuses a schema that is not current; the
-// composition root now makes every subject command refuse it too.
-func TestSubjectCommandRunsWithAMigrationPending(t *testing.T) {
+// A subject command refuses a schema that is not the one it was built
+// for, before it does anything, with a message that says what to run: an
+// erasure run against an older schema could destroy the key and then fail
+// to record its completion. (Before the composition root the commands did
+// not check, and failed, if at all, half-way.)
+func TestSubjectCommandRefusesASchemaNotCurrent(t *testing.T) {
 	t.Parallel()
 	e := newCLIEnv(t)
 	if _, err := e.pool.Exec(e.ctx, `UPDATE lethe_schema_version SET version = version - 1`); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr, err := e.runWith(nil, "subject", "status", "--subject", "ada@example.com")
-	if err != nil {
-		t.Fatalf("subject status with a migration pending: %v\n%s", err, stderr)
+	stdout, stderr, err := e.runWith(nil, "subject", "erase", "--subject", "ada@example.com")
+	if err == nil || !strings.Contains(err.Error(), "lethe migrate") {
+		t.Fatalf("subject erase with a migration pending: %v (stdout %q, stderr %q); want a refusal naming lethe migrate", err, stdout, stderr)
 	}
-	if !strings.Contains(stdout, `"not erased"`) {
-		t.Errorf("subject status: %q, want the not-erased document", stdout)
+	var n int
+	if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM erasures`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("erasures after the refusal: %d, %v; want none", n, err)
 	}
 }

@@ -11,9 +11,9 @@ import (
 )
 
 // The audit_log table (migrations/009_audit.sql) records the actions no
-// other table records, with who did them. The ledger writes the rows of
-// key rotations and policy changes; a policy change's row commits with
-// the change.
+// other table records, with who did them. The Ledger writes the rows of
+// key rotations and reapplied erasures; Policies writes those of policy
+// changes, each committed with its change (auditPolicy).
 
 // RecordKeyRotation implements forgettable.Ledger: an audit_log row of
 // kind key.rotated with the subject's reference and the new key version.

@@ -2,7 +2,7 @@
 // erasure ledger (forgettable.Ledger: erasures and their completions,
 // legal holds, re-admissions, the erasure proofs and the audit_log rows of
 // key rotations and reapplied erasures) and the protection policies
-// (forgettable.Policies).
+// (forgettable.Policies, each change committed with its audit_log row).
 //
 // Its tables come with the migrations (migrations/002_subjects.sql and
 // later). The event store's own statements read the erasure ledger too —

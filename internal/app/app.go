@@ -111,20 +111,23 @@ type App struct {
 	runner   *projpg.Runner
 	apiOpts  api.Options
 	server   *api.Server
+	// projections is how many read models the runner runs.
+	projections int
 
 	closeOnce sync.Once
 }
 
 // Open connects to PostgreSQL (and Vault, if configured), checks the
-// schema and wires every adapter. Vault being unhealthy is not an error
-// (it may come later; /readyz says so meanwhile): a log line says it.
+// schema and wires every adapter. It does not ask Vault anything (unless
+// an AppRole must log in): Vault may come later; Check says whether it is
+// healthy.
 func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	a := &App{log: cfg.Logger, pool: cfg.Pool}
 	if a.log == nil {
 		a.log = slog.Default()
 	}
 	if a.pool == nil {
-		if a.pool, err = OpenPool(ctx, cfg.DatabaseURL, ConnsPerCatchUp*MaxBuiltinProjections); err != nil {
+		if a.pool, err = OpenPool(ctx, cfg.DatabaseURL, ConnsPerCatchUp*(MaxBuiltinProjections+len(cfg.Projections))); err != nil {
 			return nil, err
 		}
 		a.ownPool = true
@@ -199,10 +202,7 @@ func (a *App) registerProjections(cfg Config) error {
 			return err
 		}
 	}
-	if need := int32(ConnsPerCatchUp*(len(builtins)+len(cfg.Projections)) + 2); a.pool.Config().MaxConns < need {
-		a.log.Warn("the database pool is small for the projections: catching up, they hold two connections each, and the API waits; raise pool_max_conns",
-			"pool_max_conns", a.pool.Config().MaxConns, "want_at_least", need)
-	}
+	a.projections = len(builtins) + len(cfg.Projections)
 	return nil
 }
 
@@ -319,3 +319,23 @@ func (a *App) Pool() *pgxpool.Pool { return a.pool }
 // APIOptions are the API's options as the root wired them, before
 // Config.AdjustAPI: a test checks that no port is missing.
 func (a *App) APIOptions() api.Options { return a.apiOpts }
+
+// Check logs what a server's operator should know before it serves: a
+// pool too small for the projections' catch-up connections, and Vault
+// not healthy (it may come later; the server serves anyway, and /readyz
+// reports it meanwhile). It waits at most 5 s for Vault. One-shot commands
+// do not call it.
+func (a *App) Check(ctx context.Context) {
+	if need := int32(ConnsPerCatchUp*a.projections + 2); a.pool.Config().MaxConns < need {
+		a.log.Warn("the database pool is small for the projections: catching up, they hold two connections each, and the API waits; raise pool_max_conns",
+			"pool_max_conns", a.pool.Config().MaxConns, "want_at_least", need)
+	}
+	if a.vault == nil {
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, vaultStartupCheckTimeout)
+	defer cancel()
+	if err := a.vault.Health(hctx); err != nil && ctx.Err() == nil {
+		a.log.Warn("Vault is not healthy: personal data cannot be appended or read until it is; serving anyway (see /readyz)", "err", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/internal/testenv"
+	"github.com/lethe-store/lethe/projection"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -95,6 +96,13 @@ func TestRootWiresEveryPort(t *testing.T) {
 	}
 	if got, want := strings.Join(names, ","), "postgres,schema,vault"; got != want {
 		t.Errorf("readiness checks %s, want %s", got, want)
+	}
+	// The settings reach the server: the limits and the snapshot interval.
+	if got := a.APIOptions().Limits; got.SSEHeartbeat != 100*time.Millisecond {
+		t.Errorf("API limits %+v: the configured SSE heartbeat did not reach the server", got)
+	}
+	if l, ok := a.APIOptions().StateLoader.(*projection.Loader); !ok || l.Every != 1000 {
+		t.Errorf("state loader %#v: want a projection.Loader saving a snapshot every 1,000 events (the default)", a.APIOptions().StateLoader)
 	}
 	if a.Vault() == nil || a.Ledger() == nil || a.Policies() == nil || a.Store() == nil || a.Events() == nil {
 		t.Error("an accessor of the root answers nil")

@@ -40,7 +40,6 @@ func (c VaultConfig) configured() bool { return c.Addr != "" || c.Client != nil 
 // variables for TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT,
 // VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME, VAULT_SKIP_VERIFY) and
 // VAULT_NAMESPACE; the address and credentials come from Lethe's own.
-// Vault being unhealthy is logged, not an error.
 func openVault(ctx context.Context, c VaultConfig, log *slog.Logger, obs vault.Observer) (*vault.Store, error) {
 	cfg := vault.Config{Client: c.Client, Mount: c.Mount, Prefix: c.Prefix, Logger: log, Observer: obs}
 	if cfg.Client == nil {
@@ -71,14 +70,6 @@ func openVault(ctx context.Context, c VaultConfig, log *slog.Logger, obs vault.O
 		return nil, fmt.Errorf("vault at %s: %w", cfg.Client.Address(), err)
 	}
 	log.Info("crypto-shredding on", "vault", cfg.Client.Address(), "mount", c.Mount, "prefix", c.Prefix)
-	// Say at once if Vault is not there, but go on: Vault may come later,
-	// and /readyz reports it meanwhile.
-	hctx, cancel := context.WithTimeout(ctx, vaultStartupCheckTimeout)
-	defer cancel()
-	if err := keys.Health(hctx); err != nil {
-		log.Warn("Vault is not healthy: personal data cannot be appended or read until it is; serving anyway (see /readyz)",
-			"vault", cfg.Client.Address(), "err", err)
-	}
 	return keys, nil
 }
 
