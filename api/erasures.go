@@ -128,11 +128,7 @@ func (s *Server) getErasure(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.receipt(r.Context(), id, after, limit)
-	if errors.Is(err, forgettable.ErrErasureNotFound) {
-		s.problem(w, r, http.StatusNotFound, "erasure-not-found", "The erasure ledger has no erasure with this id.")
-		return
-	}
-	if err != nil {
+	if err != nil { // an unknown id: 404 erasure-not-found
 		s.fail(w, r, err)
 		return
 	}

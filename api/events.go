@@ -475,11 +475,7 @@ func (s *Server) streamQuery(q url.Values) (eventstore.ReadStreamOptions, error)
 
 func (s *Server) readAll(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if err := checkQuery(q, "fromPosition", "limit", "type", "category"); err != nil {
-		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
-		return
-	}
-	from, err := queryInt(q, "fromPosition", 0, 0, 1<<62)
+	from, err := fromPosition(q, "limit")
 	if err != nil {
 		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
 		return
@@ -503,4 +499,15 @@ func (s *Server) readAll(w http.ResponseWriter, r *http.Request) {
 	out := wire.LogPage{Events: toWire(page.Events), Next: page.Next + 1}
 	s.metrics.read.Add(float64(len(page.Events)))
 	writeJSON(w, http.StatusOK, out)
+}
+
+// fromPosition checks the query of a route of the global log ($all: its
+// filters type and category, and the others it takes) and reads its
+// fromPosition (0 without).
+func fromPosition(q url.Values, others ...string) (int64, error) {
+	known := append(append([]string{"fromPosition"}, others...), "type", "category")
+	if err := checkQuery(q, known...); err != nil {
+		return 0, err
+	}
+	return queryInt(q, "fromPosition", 0, 0, 1<<62)
 }

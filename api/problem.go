@@ -92,6 +92,7 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 		tooLarge *http.MaxBytesError
 		conflict *eventstore.WrongExpectedVersionError
 		gone     *forgettable.SubjectGoneError
+		past     versionNotFound
 	)
 	p := func(status int, name, detail string) wire.Problem { return newProblem(r, status, name, detail) }
 	switch {
@@ -101,6 +102,8 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 		return p(http.StatusUnauthorized, "unauthenticated", "The token is missing, unknown or revoked.")
 	case errors.As(err, &conflict):
 		return p(http.StatusConflict, "wrong-expected-version", conflictDetail(conflict))
+	case errors.As(err, &past):
+		return p(http.StatusNotFound, "version-not-found", past.Error())
 	case errors.As(err, &gone):
 		g := p(http.StatusGone, "subject-gone", "The data subject was erased: none of their personal data is left to export. "+
 			"The erasure receipt: GET /v1/subjects/{subject}/erasure.")
@@ -126,6 +129,8 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 		return p(http.StatusUnprocessableEntity, "undeclared-personal-data", err.Error())
 	case errors.Is(err, eventstore.ErrStreamNotFound):
 		return p(http.StatusNotFound, "stream-not-found", "The stream has no events.")
+	case errors.Is(err, forgettable.ErrErasureNotFound):
+		return p(http.StatusNotFound, "erasure-not-found", "The erasure ledger has no erasure with this id.")
 	case errors.Is(err, forgettable.ErrPolicyNotFound):
 		return p(http.StatusNotFound, "policy-not-found", "This event type has no protection policy.")
 	case errors.Is(err, projection.ErrUnknownProjection):

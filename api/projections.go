@@ -179,13 +179,8 @@ func (s *Server) streamState(w http.ResponseWriter, r *http.Request) {
 		})
 		setState(&out, fold.State())
 	}
-	var past versionNotFound
-	if errors.As(err, &past) {
-		s.problem(w, r, http.StatusNotFound, "version-not-found", past.Error())
-		return
-	}
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, err) // a version past the stream's last: 404 version-not-found
 		return
 	}
 	if len(out.State) == 0 {
@@ -228,13 +223,8 @@ func (s *Server) streamHistory(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
-	var past versionNotFound
-	if errors.As(err, &past) {
-		s.problem(w, r, http.StatusNotFound, "version-not-found", past.Error())
-		return
-	}
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, err) // a version past the stream's last: 404 version-not-found
 		return
 	}
 	out := wire.StreamHistory{StreamID: streamID, Version: h.Version, Fields: map[string][]wire.FieldValue{}, Redacted: []wire.FieldRedaction{}}

@@ -90,11 +90,7 @@ func (f *streamFeed) checkpoint() int64 { return f.last }
 
 func (s *Server) subscribeAll(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if err := checkQuery(q, "fromPosition", "type", "category"); err != nil {
-		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
-		return
-	}
-	from, err := queryInt(q, "fromPosition", 0, 0, 1<<62)
+	from, err := fromPosition(q)
 	if err != nil {
 		s.problem(w, r, http.StatusBadRequest, "invalid-query", err.Error()+".")
 		return
