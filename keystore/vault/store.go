@@ -508,6 +508,11 @@ func (s *Store) CurrentKey(ctx context.Context, ref keystore.Ref) (keystore.Key,
 	}
 	s.obs.KeyLookup(false)
 	v, err := s.do(ctx, "current/"+string(ref), func(ctx context.Context) (any, error) {
+		// A caller that missed the cache just before an earlier lookup
+		// filled it starts a lookup of its own: the cache answers it.
+		if sk, ok := s.cache.get(ref); ok {
+			return &flightResult{keys: sk}, nil
+		}
 		ticket := s.cache.ticket()
 		sk, created, err := s.readOrCreate(ctx, ref)
 		if err != nil {
@@ -574,7 +579,7 @@ func (s *Store) Key(ctx context.Context, ref keystore.Ref, version int) (keystor
 		// elsewhere: ask Vault.
 	}
 	s.obs.KeyLookup(false)
-	v, err := s.do(ctx, "read/"+string(ref), func(ctx context.Context) (any, error) {
+	read := func(ctx context.Context) (any, error) {
 		ticket := s.cache.ticket()
 		sk, err := s.readKeys(ctx, ref)
 		if err != nil {
@@ -582,15 +587,41 @@ func (s *Store) Key(ctx context.Context, ref keystore.Ref, version int) (keystor
 		}
 		s.cache.put(ticket, sk)
 		return sk, nil
+	}
+	v, err := s.do(ctx, "read/"+string(ref), func(ctx context.Context) (any, error) {
+		// A caller that missed the cache just before an earlier lookup
+		// filled it starts a lookup of its own: the cache answers it, if
+		// it has the version this lookup was started for.
+		if sk, ok := s.cache.get(ref); ok {
+			if _, ok := sk.keys[version]; ok {
+				return sk, nil
+			}
+		}
+		return read(ctx)
 	})
 	if err != nil {
 		return keystore.Key{}, fmt.Errorf("key %s version %d: %w", ref, version, err)
 	}
 	k, ok := v.(*subjectKeys).keys[version]
+	if !ok && v.(*subjectKeys) == s.cachedKeys(ref) {
+		// The shared lookup may have been answered by the cache, for
+		// another caller's version: ask Vault for this one (a version
+		// Vault lacks costs this second read; that is rare).
+		if v, err = s.do(ctx, "read/"+string(ref), read); err != nil {
+			return keystore.Key{}, fmt.Errorf("key %s version %d: %w", ref, version, err)
+		}
+		k, ok = v.(*subjectKeys).keys[version]
+	}
 	if !ok {
 		return keystore.Key{}, fmt.Errorf("key %s version %d: %w", ref, version, keystore.ErrKeyNotFound)
 	}
 	return k, nil
+}
+
+// cachedKeys is ref's entry in the cache, or nil.
+func (s *Store) cachedKeys(ref keystore.Ref) *subjectKeys {
+	sk, _ := s.cache.get(ref)
+	return sk
 }
 
 // CachedKey returns version of ref's key if this process's cache holds it,
