@@ -586,7 +586,7 @@ func (s *Store) Key(ctx context.Context, ref keystore.Ref, version int) (keystor
 			return nil, err
 		}
 		s.cache.put(ticket, sk)
-		return sk, nil
+		return keysRead{keys: sk}, nil
 	}
 	v, err := s.do(ctx, "read/"+string(ref), func(ctx context.Context) (any, error) {
 		// A caller that missed the cache just before an earlier lookup
@@ -594,7 +594,7 @@ func (s *Store) Key(ctx context.Context, ref keystore.Ref, version int) (keystor
 		// it has the version this lookup was started for.
 		if sk, ok := s.cache.get(ref); ok {
 			if _, ok := sk.keys[version]; ok {
-				return sk, nil
+				return keysRead{keys: sk, cached: true}, nil
 			}
 		}
 		return read(ctx)
@@ -602,15 +602,14 @@ func (s *Store) Key(ctx context.Context, ref keystore.Ref, version int) (keystor
 	if err != nil {
 		return keystore.Key{}, fmt.Errorf("key %s version %d: %w", ref, version, err)
 	}
-	k, ok := v.(*subjectKeys).keys[version]
-	if !ok && v.(*subjectKeys) == s.cachedKeys(ref) {
-		// The shared lookup may have been answered by the cache, for
-		// another caller's version: ask Vault for this one (a version
-		// Vault lacks costs this second read; that is rare).
-		if v, err = s.do(ctx, "read/"+string(ref), read); err != nil {
+	k, ok := v.(keysRead).keys.keys[version]
+	if !ok && v.(keysRead).cached {
+		// The shared lookup was answered by the cache, for another
+		// caller's version: ask Vault for this one, alone.
+		if v, err = read(ctx); err != nil {
 			return keystore.Key{}, fmt.Errorf("key %s version %d: %w", ref, version, err)
 		}
-		k, ok = v.(*subjectKeys).keys[version]
+		k, ok = v.(keysRead).keys.keys[version]
 	}
 	if !ok {
 		return keystore.Key{}, fmt.Errorf("key %s version %d: %w", ref, version, keystore.ErrKeyNotFound)
@@ -618,11 +617,13 @@ func (s *Store) Key(ctx context.Context, ref keystore.Ref, version int) (keystor
 	return k, nil
 }
 
-// cachedKeys is ref's entry in the cache, or nil.
-func (s *Store) cachedKeys(ref keystore.Ref) *subjectKeys {
-	sk, _ := s.cache.get(ref)
-	return sk
+// keysRead is what a Key lookup shared between callers yields: a
+// subject's keys, and whether the cache answered.
+type keysRead struct {
+	keys   *subjectKeys
+	cached bool
 }
+
 
 // CachedKey returns version of ref's key if this process's cache holds it,
 // without asking Vault: reads open what they can while rows stream in, and
