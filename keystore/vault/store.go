@@ -624,7 +624,6 @@ type keysRead struct {
 	cached bool
 }
 
-
 // CachedKey returns version of ref's key if this process's cache holds it,
 // without asking Vault: reads open what they can while rows stream in, and
 // fetch the rest in one concurrent batch.
