@@ -56,6 +56,11 @@ var problemTitles = map[string]string{
 	"not-ready":                "Not ready",
 }
 
+// retryAfterSeconds is the Retry-After of a 503 (and, in milliseconds,
+// the retry field of a subscription's error event): long enough for a
+// failover of Vault or PostgreSQL to finish, short enough to notice its end.
+const retryAfterSeconds = "5"
+
 // newProblem is the problem document of type name.
 func newProblem(r *http.Request, status int, name, detail string) wire.Problem {
 	return wire.Problem{Type: ProblemTypeBase + name, Title: problemTitles[name], Status: status, Detail: detail, RequestID: requestID(r)}
@@ -151,8 +156,8 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 		return p(http.StatusServiceUnavailable, "key-store-unavailable", "The key store (Vault) cannot be reached; nothing was written. Retry later.")
 	case databaseUnavailable(err):
 		s.log.Warn("database unavailable", "route", routePattern(r), "request_id", requestID(r), "err", err)
-		return p(http.StatusServiceUnavailable, "database-unavailable", "The database (PostgreSQL) cannot be reached. Retry later: "+
-			"an append retried with the same event ids is never written twice.")
+		return p(http.StatusServiceUnavailable, "database-unavailable", "The database (PostgreSQL) cannot be reached, or the connection broke: "+
+			"a write may or may not have been committed. Retry later; an append retried with the same event ids is never written twice.")
 	case errors.Is(err, forgettable.ErrTampered), errors.Is(err, forgettable.ErrKeyMissing):
 		s.log.Error("integrity error", "route", routePattern(r), "request_id", requestID(r), "err", err)
 		return p(http.StatusInternalServerError, "integrity-error", "Stored personal data failed an integrity check; an operator must look at the server log for this request id.")
@@ -176,6 +181,10 @@ func formatBytes(n int64) string {
 func writeProblem(w http.ResponseWriter, r *http.Request, p wire.Problem) {
 	if p.RequestID == "" {
 		p.RequestID = requestID(r)
+	}
+	if p.Status == http.StatusServiceUnavailable {
+		// A dependency is down: Vault and PostgreSQL fail over in seconds.
+		w.Header().Set("Retry-After", retryAfterSeconds)
 	}
 	writeDocument(w, p.Status, "application/problem+json", p)
 }

@@ -418,7 +418,11 @@ func (st *sseStream) fail(ctx context.Context, err error) {
 		p.Detail = "The subscription failed; reconnect with Last-Event-ID."
 	}
 	b, _ := json.Marshal(p)
-	_ = st.write(fmt.Appendf(nil, "event: error\ndata: %s\n\n", b))
+	retry := ""
+	if p.Status == http.StatusServiceUnavailable {
+		retry = "retry: " + retryAfterSeconds + "000\n" // an EventSource's reconnection delay, in ms
+	}
+	_ = st.write(fmt.Appendf(nil, "event: error\n%sdata: %s\n\n", retry, b))
 }
 
 // shutdown tells the subscriber that the server is shutting down.

@@ -34,7 +34,7 @@ func (f failingCatchUp) ReadAll(context.Context, eventstore.ReadAllOptions, forg
 // subscriptionError subscribes to $all on a server whose catch-up fails
 // with err, and returns the problem of the error event that ends the
 // stream.
-func subscriptionError(t *testing.T, err error) wire.Problem {
+func subscriptionError(t *testing.T, err error) (p wire.Problem, retried bool) {
 	t.Helper()
 	hs := MustOpenServer(t, api.Options{Tokens: piiReaderTokens{}, Events: failingCatchUp{err: err}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -56,16 +56,19 @@ func subscriptionError(t *testing.T, err error) wire.Problem {
 			inError = true
 			continue
 		}
+		if inError && strings.HasPrefix(line, "retry: ") {
+			retried = true
+			continue
+		}
 		if data, ok := strings.CutPrefix(line, "data: "); ok && inError {
-			var p wire.Problem
 			if err := json.Unmarshal([]byte(data), &p); err != nil {
 				t.Fatalf("error event data %q: %v", data, err)
 			}
-			return p
+			return p, retried
 		}
 	}
 	t.Fatalf("no error event; the stream was %q", seen)
-	return wire.Problem{}
+	return p, false
 }
 
 // A subscription ended by PostgreSQL going away is a 503 error event, as
@@ -78,7 +81,10 @@ func TestSubscriptionEndedByPostgresOutageIs503(t *testing.T) {
 	// What the driver wraps when PostgreSQL refuses connections.
 	outage := fmt.Errorf("read all: failed to connect to `user=lethe database=lethe`: %w",
 		&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
-	p := subscriptionError(t, outage)
+	p, retried := subscriptionError(t, outage)
+	if !retried {
+		t.Error("the error event of an outage has no retry field (the reconnection delay)")
+	}
 	if p.Status != http.StatusServiceUnavailable || p.Type != api.ProblemTypeBase+"database-unavailable" {
 		t.Errorf("error event of a subscription whose database went away: status %d (%s), want 503 database-unavailable", p.Status, p.Type)
 	}
@@ -92,7 +98,7 @@ func TestSubscriptionEndedByPostgresOutageIs503(t *testing.T) {
 // written", which means nothing to a reader.
 func TestSubscriptionEndedByVaultOutageSaysReconnect(t *testing.T) {
 	t.Parallel()
-	p := subscriptionError(t, fmt.Errorf("open: %w", keystore.ErrUnavailable))
+	p, _ := subscriptionError(t, fmt.Errorf("open: %w", keystore.ErrUnavailable))
 	if p.Status != http.StatusServiceUnavailable || p.Type != api.ProblemTypeBase+"key-store-unavailable" {
 		t.Errorf("error event: %d %s, want 503 key-store-unavailable", p.Status, p.Type)
 	}

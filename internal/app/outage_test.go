@@ -120,6 +120,21 @@ func TestDatabaseOutageIsA503(t *testing.T) {
 	_, err = admin.CreateToken(ctx, "another", wire.RoleReader)
 	check("token create", err)
 
+	// The raw answer: problem+json with Retry-After, so that a client or a
+	// proxy waits before retrying.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+"/v1/streams/lead-12/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Secret)
+	raw, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Body.Close()
+	if raw.StatusCode != http.StatusServiceUnavailable || raw.Header.Get("Retry-After") == "" ||
+		raw.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("raw read with PostgreSQL down: %d, Retry-After %q, Content-Type %q; want 503 problem+json with Retry-After",
+			raw.StatusCode, raw.Header.Get("Retry-After"), raw.Header.Get("Content-Type"))
+	}
+
 	resp, err := hs.Client().Get(hs.URL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
