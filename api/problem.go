@@ -49,6 +49,7 @@ var problemTitles = map[string]string{
 	"subject-erased":           "Data subject erased",
 	"subject-gone":             "Data subject erased: nothing to export",
 	"legal-hold":               "Legal hold",
+	"erasure-started":          "Erasure started",
 	"integrity-error":          "Integrity error",
 	"internal":                 "Internal error",
 	"key-store-unavailable":    "Key store unavailable",
@@ -98,6 +99,7 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 		conflict *eventstore.WrongExpectedVersionError
 		gone     *forgettable.SubjectGoneError
 		past     versionNotFound
+		started  *forgettable.ErasureStartedError
 	)
 	p := func(status int, name, detail string) wire.Problem { return newProblem(r, status, name, detail) }
 	switch {
@@ -149,6 +151,11 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 	case errors.Is(err, eventstore.ErrSubjectFenced), errors.Is(err, keystore.ErrForgotten):
 		return p(http.StatusConflict, "subject-erased",
 			"The data subject was erased: their personal data cannot be appended unless an admin re-admits them (lethe subject readmit).")
+	case errors.As(err, &started):
+		st := p(http.StatusConflict, "erasure-started", "The data subject's erasure has started (it completes when erased again if it is pending): "+
+			"a legal hold must be placed before the erasure request.")
+		st.ErasureID = uuidString(started.Erasure.ID)
+		return st
 	case errors.Is(err, forgettable.ErrLegalHold):
 		return p(http.StatusConflict, "legal-hold", "The data subject is under legal hold (GDPR Art. 17(3)); release the hold first.")
 	case errors.Is(err, keystore.ErrUnavailable):

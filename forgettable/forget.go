@@ -27,7 +27,8 @@ type ErasureRequest struct {
 // is gone, appends a record without personal data to ErasedStreamID, and
 // returns the receipt. It is idempotent: a second call returns the first
 // erasure's receipt (completing it if the first call was interrupted).
-// Returns ErrLegalHold for a subject under legal hold, and an error wrapping
+// Returns ErrLegalHold for a subject under legal hold (a pending erasure then
+// stays pending: no erasure completes while a hold exists), and an error wrapping
 // keystore.ErrUnavailable if the key store cannot be reached — the subject is
 // then fenced already, and calling Forget again finishes the erasure.
 func (s *Store) Forget(ctx context.Context, subject string, req ErasureRequest) (Erasure, error) {
@@ -50,15 +51,8 @@ func (s *Store) ForgetRef(ctx context.Context, ref keystore.Ref, req ErasureRequ
 	if ok && existing.Completion != nil {
 		return existing, nil
 	}
-	if !ok {
-		held, err := s.ledger.Held(ctx, ref)
-		if err != nil {
-			return Erasure{}, fmt.Errorf("forget: %w", err)
-		}
-		if held {
-			return Erasure{}, fmt.Errorf("forget %s: %w", ref, ErrLegalHold)
-		}
-	}
+	// The ledger refuses to start (or resume) an erasure of a held
+	// subject, under the lock that SetHold takes too.
 	var id [16]byte
 	_, _ = rand.Read(id[:])
 	id[6], id[8] = id[6]&0x0f|0x40, id[8]&0x3f|0x80 // UUID v4

@@ -3,8 +3,10 @@ package forgettable
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/keystore"
 )
 
@@ -54,7 +56,9 @@ type Ledger interface {
 	Successor(ctx context.Context, ref keystore.Ref) (keystore.Ref, bool, error)
 	// StartErasure records an erasure request — from then on the subject
 	// is fenced — unless ref already has one, which it returns instead
-	// (created false).
+	// (created false). Returns ErrLegalHold, and records nothing, if ref
+	// is under legal hold (a pending erasure included: it stays pending),
+	// atomically with SetHold.
 	StartErasure(ctx context.Context, e Erasure) (stored Erasure, created bool, err error)
 	// CompleteErasure records what the erasure did, c.Resumed included
 	// (once; later calls keep the first record).
@@ -65,7 +69,9 @@ type Ledger interface {
 	Affected(ctx context.Context, ref keystore.Ref) (streams, events int64, err error)
 	// Held reports whether ref is under legal hold.
 	Held(ctx context.Context, ref keystore.Ref) (bool, error)
-	// SetHold places (held) or releases a legal hold.
+	// SetHold places (held) or releases a legal hold. Placing one on a
+	// subject whose erasure has started returns an *ErasureStartedError
+	// and records nothing, atomically with StartErasure.
 	SetHold(ctx context.Context, ref keystore.Ref, held bool, actor, reason string) error
 	// Readmit records that the erased ref's subject continues under
 	// successor. Returns ErrNotErased if erased is not erased.
@@ -102,3 +108,23 @@ type Policies interface {
 	// ListPolicies returns every policy, by event type.
 	ListPolicies(ctx context.Context) ([]Policy, error)
 }
+
+// ErrErasureStarted is returned (in an *ErasureStartedError) for a legal
+// hold on a subject whose erasure has started: a hold must come before the
+// erasure request, never after it.
+var ErrErasureStarted = errors.New("the data subject's erasure has started")
+
+// ErasureStartedError is SetHold's refusal to hold a subject whose erasure
+// has started (pending or completed): the subject is fenced, and their data
+// already reads as forgotten. It names the erasure. errors.Is(err,
+// ErrErasureStarted) is true for it.
+type ErasureStartedError struct {
+	Erasure Erasure
+}
+
+func (e *ErasureStartedError) Error() string {
+	return fmt.Sprintf("%v (erasure %s): a legal hold must be placed before the erasure request", ErrErasureStarted, eventstore.EventID(e.Erasure.ID))
+}
+
+// Unwrap makes errors.Is(err, ErrErasureStarted) true.
+func (e *ErasureStartedError) Unwrap() error { return ErrErasureStarted }

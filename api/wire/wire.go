@@ -189,7 +189,7 @@ type Problem struct {
 	Instance  string `json:"instance,omitempty"`
 	RequestID string `json:"requestId,omitempty"`
 	// ErasureID names the erasure behind a 410 subject-gone (a
-	// subject export).
+	// subject export) and a 409 erasure-started (a legal hold).
 	ErasureID string `json:"erasureId,omitempty"`
 	// Checks are the readiness checks of a 503 not-ready.
 	Checks []CheckResult `json:"checks,omitempty"`

@@ -109,6 +109,15 @@ func (l *Ledger) StartErasure(ctx context.Context, e forgettable.Erasure) (forge
 	var stored forgettable.Erasure
 	created := false
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		// The subject's lock, which SetHold takes too: a hold and an
+		// erasure never both win.
+		held, err := lockSubject(ctx, tx, e.Ref)
+		if err != nil {
+			return err
+		}
+		if held {
+			return fmt.Errorf("erasure of %s: %w", e.Ref, forgettable.ErrLegalHold)
+		}
 		tag, err := tx.Exec(ctx, `
 INSERT INTO erasures (erasure_id, subject_ref, actor, request_id, reason, legal_basis)
 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_ref) DO NOTHING`,
@@ -126,10 +135,27 @@ VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (subject_ref) DO NOTHING`,
 FROM erasures e LEFT JOIN erasure_completions c USING (erasure_id) WHERE e.subject_ref = $1`, string(e.Ref)))
 		return err
 	})
+	if errors.Is(err, forgettable.ErrLegalHold) {
+		return forgettable.Erasure{}, false, err
+	}
 	if err != nil {
 		return forgettable.Erasure{}, false, fmt.Errorf("record erasure: %w", err)
 	}
 	return stored, created, nil
+}
+
+// lockSubject takes, until tx ends, the lock that serialises a subject's
+// legal holds and erasure, and reports whether the subject is held (read
+// after the lock, so it sees every hold committed before).
+func lockSubject(ctx context.Context, tx pgx.Tx, ref keystore.Ref) (held bool, err error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('lethe.subject:' || $1, 0))`, string(ref)); err != nil {
+		return false, err
+	}
+	err = tx.QueryRow(ctx, `SELECT held FROM legal_holds WHERE subject_ref = $1 ORDER BY id DESC LIMIT 1`, string(ref)).Scan(&held)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return held, err
 }
 
 // CompleteErasure implements forgettable.Ledger.
@@ -181,10 +207,32 @@ func (l *Ledger) Held(ctx context.Context, ref keystore.Ref) (bool, error) {
 	return held, nil
 }
 
-// SetHold implements forgettable.Ledger.
+// SetHold implements forgettable.Ledger. A hold is refused, atomically,
+// if the subject's erasure has started: the check and the insert run
+// under the subject's lock, which StartErasure takes too.
 func (l *Ledger) SetHold(ctx context.Context, ref keystore.Ref, held bool, actor, reason string) error {
-	_, err := l.pool.Exec(ctx, `INSERT INTO legal_holds (subject_ref, held, actor, reason) VALUES ($1, $2, $3, $4)`,
-		string(ref), held, actor, reason)
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		if _, err := lockSubject(ctx, tx, ref); err != nil {
+			return err
+		}
+		if held {
+			e, err := scanErasure(tx.QueryRow(ctx, `SELECT `+erasureColumns+`
+FROM erasures e LEFT JOIN erasure_completions c USING (erasure_id) WHERE e.subject_ref = $1`, string(ref)))
+			switch {
+			case err == nil:
+				return &forgettable.ErasureStartedError{Erasure: e}
+			case !errors.Is(err, pgx.ErrNoRows):
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO legal_holds (subject_ref, held, actor, reason) VALUES ($1, $2, $3, $4)`,
+			string(ref), held, actor, reason)
+		return err
+	})
+	var started *forgettable.ErasureStartedError
+	if errors.As(err, &started) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("legal hold: %w", err)
 	}
