@@ -128,6 +128,25 @@ func (s *Server) streamParam(w http.ResponseWriter, r *http.Request) (string, bo
 	return id, true
 }
 
+// readableStream is streamParam for the routes that read a stream: Lethe's
+// own streams ($lethe-erasures: subject references, actors, counts) are
+// never shown on them, whoever asks; they answer as a stream without
+// events. Erasure receipts are /v1/erasures' (admin, auditor).
+func (s *Server) readableStream(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id, ok := s.streamParam(w, r)
+	if ok && eventstore.IsSystemStream(id) {
+		s.fail(w, r, fmt.Errorf("%s: %w", id, eventstore.ErrStreamNotFound))
+		return "", false
+	}
+	return id, ok
+}
+
+// withoutSystem leaves out the events of Lethe's own streams: $all as
+// readers see it (a page's Next still covers them).
+func withoutSystem(events []forgettable.RecordedEvent) []forgettable.RecordedEvent {
+	return slices.DeleteFunc(events, func(e forgettable.RecordedEvent) bool { return eventstore.IsSystemStream(e.StreamID) })
+}
+
 // access is what the caller may see of personal data.
 func access(r *http.Request) forgettable.Access {
 	if p, ok := principalFrom(r.Context()); ok && p.Has(wire.RolePIIReader) {
@@ -415,7 +434,7 @@ func isStorableText(v string) bool {
 }
 
 func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {
-	streamID, ok := s.streamParam(w, r)
+	streamID, ok := s.readableStream(w, r)
 	if !ok {
 		return
 	}
@@ -492,6 +511,7 @@ func (s *Server) readAll(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	page.Events = withoutSystem(page.Events)
 	if err := s.recordAccess(r.Context(), r, a, page.Events); err != nil {
 		s.fail(w, r, err)
 		return

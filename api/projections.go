@@ -34,7 +34,7 @@ type upTo struct {
 // streamUpTo reads the stream and the version or time of a state or
 // history route, or answers the problem and reports false.
 func (s *Server) streamUpTo(w http.ResponseWriter, r *http.Request) (string, upTo, bool) {
-	streamID, ok := s.streamParam(w, r)
+	streamID, ok := s.readableStream(w, r)
 	if !ok {
 		return "", upTo{}, false
 	}

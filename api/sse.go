@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -49,8 +50,8 @@ func (f *allFeed) catchUp(ctx context.Context) ([]forgettable.RecordedEvent, boo
 	}
 	f.after = page.Next
 	// Held-back events are left to the live subscription, which waits for
-	// them with a backoff.
-	return page.Events, len(page.Events) < ssePage, nil
+	// them with a backoff. Lethe's own streams are never shown.
+	return withoutSystem(page.Events), len(page.Events) < ssePage, nil
 }
 
 func (f *allFeed) live() *eventstore.Subscription {
@@ -109,7 +110,7 @@ func (s *Server) subscribeAll(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) subscribeStream(w http.ResponseWriter, r *http.Request) {
-	streamID, ok := s.streamParam(w, r)
+	streamID, ok := s.readableStream(w, r)
 	if !ok {
 		return
 	}
@@ -317,7 +318,9 @@ func (st *sseStream) sendLive(ctx context.Context, b sseBatch) error {
 	if b.err != nil {
 		return b.err
 	}
-	opened, err := st.s.opts.Events.Open(ctx, b.events, st.access)
+	// Lethe's own streams are never shown.
+	events := slices.DeleteFunc(b.events, func(e eventstore.RecordedEvent) bool { return eventstore.IsSystemStream(e.StreamID) })
+	opened, err := st.s.opts.Events.Open(ctx, events, st.access)
 	if err != nil {
 		return err
 	}
