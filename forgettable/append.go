@@ -153,8 +153,14 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 			if errors.Is(err, eventstore.ErrDuplicateEventID) {
 				// Sealed again under a newer key version (a rotation, or
 				// another server), an identical retry differs in bytes:
-				// compare what the events say instead.
-				if same, ok := s.sameAsStored(ctx, streamID, expected, events, data); ok {
+				// compare what the events say instead. A failure to
+				// compare (Vault or the database down) is that error,
+				// not a conflict.
+				same, ok, cerr := s.sameAsStored(ctx, streamID, expected, events, data)
+				switch {
+				case cerr != nil:
+					return eventstore.AppendResult{}, fmt.Errorf("append to %s: compare with the stored events: %w", streamID, cerr)
+				case ok:
 					return same, nil
 				}
 			}
@@ -179,46 +185,50 @@ func (s *Store) Append(ctx context.Context, streamID string, expected eventstore
 }
 
 // sameAsStored reports whether events, refused as duplicates, are already
-// stored as an identical append: same stream, consecutive versions that
-// fit expected, same types and metadata, the same fields sealed for the
-// same subjects, and the same data once opened. It returns the earlier
-// append's result.
-func (s *Store) sameAsStored(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []Event, sealed []eventstore.EventData) (eventstore.AppendResult, bool) {
+// stored as an identical append by the same actor: same stream,
+// consecutive versions that fit expected, same types, metadata and actor,
+// the same fields sealed for the same subjects, and the same data once
+// opened. It returns the earlier append's result. Events stored by another
+// actor are never opened: a writer that did not write them learns nothing
+// of their content by resending their ids (the answer is the same
+// conflict whatever it sends). An error is one of the event store or the
+// key store: no answer either way.
+func (s *Store) sameAsStored(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, events []Event, sealed []eventstore.EventData) (eventstore.AppendResult, bool, error) {
 	ids := make([]eventstore.EventID, len(events))
 	for i, e := range events {
 		ids[i] = e.ID
 	}
 	stored, err := s.events.EventsByID(ctx, ids)
 	if err != nil {
-		return eventstore.AppendResult{}, false
+		return eventstore.AppendResult{}, false, err
 	}
 	for i, e := range stored {
-		if e.StreamID != streamID || e.Version != stored[0].Version+int64(i) || e.Type != events[i].Type ||
+		if e.StreamID != streamID || e.Version != stored[0].Version+int64(i) || e.Type != events[i].Type || e.Actor != events[i].Actor ||
 			!slices.Equal(e.SubjectRefs, sealed[i].SubjectRefs) || !sameJSON(e.Metadata, sealed[i].Metadata) {
-			return eventstore.AppendResult{}, false
+			return eventstore.AppendResult{}, false, nil
 		}
 		if !sameSealing(e.Data, sealed[i].Data) {
-			return eventstore.AppendResult{}, false
+			return eventstore.AppendResult{}, false, nil
 		}
 	}
 	switch first := stored[0].Version; {
 	case expected == eventstore.Any, expected == eventstore.StreamExists && first > 0,
 		expected >= eventstore.NoStream && first == int64(expected)+1:
 	default:
-		return eventstore.AppendResult{}, false
+		return eventstore.AppendResult{}, false, nil
 	}
 	opened, err := s.Open(ctx, stored, Personal)
 	if err != nil {
-		return eventstore.AppendResult{}, false
+		return eventstore.AppendResult{}, false, err
 	}
 	for i, e := range opened {
 		if len(e.Redacted) > 0 || !sameJSON(e.Data, events[i].Data) {
-			return eventstore.AppendResult{}, false
+			return eventstore.AppendResult{}, false, nil
 		}
 	}
 	last := stored[len(stored)-1]
 	return eventstore.AppendResult{StreamID: streamID, FirstVersion: stored[0].Version, LastVersion: last.Version,
-		FirstPosition: stored[0].Position, LastPosition: last.Position, Duplicate: true}, true
+		FirstPosition: stored[0].Position, LastPosition: last.Position, Duplicate: true}, true, nil
 }
 
 // sameJSON compares two JSON documents by meaning (key order, spacing);

@@ -426,16 +426,18 @@ RETURNING version, position`
 
 const duplicateSQL = `
 SELECT e.stream_id, e.version, e.position,
-       (e.type = i.type AND e.data = i.data AND e.metadata = i.meta)
-FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) WITH ORDINALITY AS i(id, type, data, meta, ord)
+       (e.type = i.type AND e.data = i.data AND e.metadata = i.meta AND e.actor IS NOT DISTINCT FROM NULLIF(i.actor, ''))
+FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::text[]) WITH ORDINALITY AS i(id, type, data, meta, actor, ord)
 LEFT JOIN events e ON e.event_id = i.id
 ORDER BY i.ord`
 
 // checkDuplicate tells whether the append's events are already stored, by an
-// earlier identical append. It returns ErrDuplicateEventID when some of the
-// ids are stored but not as an identical append.
+// earlier identical append of the same actor. It returns ErrDuplicateEventID
+// when some of the ids are stored but not as an identical append — content
+// or actor — so that another writer learns nothing of the stored content
+// by resending an id (a retry is recognised only for its own writer).
 func (s *Store) checkDuplicate(ctx context.Context, streamID string, expected eventstore.ExpectedVersion, a appendArgs) (eventstore.AppendResult, bool, error) {
-	rows, err := s.pool.Query(ctx, duplicateSQL, a.ids, a.types, a.data, a.meta)
+	rows, err := s.pool.Query(ctx, duplicateSQL, a.ids, a.types, a.data, a.meta, a.actors)
 	if err != nil {
 		return eventstore.AppendResult{}, false, fmt.Errorf("check event ids: %w", err)
 	}
