@@ -19,6 +19,7 @@ func (c *config) bindVaultAll(f *envFlags) {
 	f.string(&c.Vault.Mount, "vault-mount", "LETHE_VAULT_MOUNT", vault.DefaultMount, "KV version 2 mount that holds the subject keys")
 	f.string(&c.Vault.Prefix, "vault-prefix", "LETHE_VAULT_PREFIX", vault.DefaultPrefix, "path prefix of Lethe's secrets in that mount")
 	f.duration(&c.Vault.Timeout, "vault-timeout", "LETHE_VAULT_TIMEOUT", 5*time.Second, "timeout of one Vault request")
+	f.duration(&c.Vault.CacheTTL, "key-cache-ttl", "LETHE_KEY_CACHE_TTL", vault.DefaultCacheTTL, "how long a subject's key is used from memory without asking Vault again (erasures are announced at once; this bounds a lost announcement)")
 	f.int(&c.Vault.MaxRetries, "vault-max-retries", "LETHE_VAULT_MAX_RETRIES", 1, "retries of a failed Vault request (fail fast: an outage is an error to the caller, not a wait)")
 }
 

@@ -273,7 +273,15 @@ func (a *App) Handler() *api.Server { return a.server }
 func (a *App) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		a.ledger.Listen(ctx, a.log, a.keys.Invalidate, a.store.PolicyChanged, func() { a.store.PolicyChanged("") })
+		// On every (re)connection the listener may have missed
+		// announcements: every cache that can decrypt or that decides
+		// what is sealed is dropped.
+		a.ledger.Listen(ctx, a.log, a.keys.Invalidate, a.store.PolicyChanged, func() {
+			a.store.PolicyChanged("")
+			if a.vault != nil {
+				a.vault.InvalidateAll()
+			}
+		})
 	})
 	wg.Go(func() {
 		if err := a.tokens.Listen(ctx, a.server.TokenRevoked); err != nil && ctx.Err() == nil {

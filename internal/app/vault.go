@@ -28,6 +28,12 @@ type VaultConfig struct {
 	// Timeout bounds one request; MaxRetries, its retries.
 	Timeout    time.Duration
 	MaxRetries int
+	// CacheTTL bounds how long this process uses a subject's key without
+	// asking Vault again (0: vault.DefaultCacheTTL). An erasure in another
+	// process reaches this one at once through its announcement; the TTL
+	// bounds the time when an announcement is lost and the listener has
+	// not yet reconnected (a reconnection drops every cached key).
+	CacheTTL time.Duration
 	// Client, if set, is used as it is (address, TLS and token), and Addr
 	// and the credentials are ignored: tests and the bench bring their
 	// own.
@@ -41,7 +47,7 @@ func (c VaultConfig) configured() bool { return c.Addr != "" || c.Client != nil 
 // VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME, VAULT_SKIP_VERIFY) and
 // VAULT_NAMESPACE; the address and credentials come from Lethe's own.
 func openVault(ctx context.Context, c VaultConfig, log *slog.Logger, obs vault.Observer) (*vault.Store, error) {
-	cfg := vault.Config{Client: c.Client, Mount: c.Mount, Prefix: c.Prefix, Logger: log, Observer: obs}
+	cfg := vault.Config{Client: c.Client, Mount: c.Mount, Prefix: c.Prefix, Logger: log, Observer: obs, CacheTTL: c.CacheTTL}
 	if cfg.Client == nil {
 		vc := vaultapi.DefaultConfig()
 		if vc.Error != nil {

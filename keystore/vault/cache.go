@@ -114,6 +114,16 @@ func (c *cache) remove(ref keystore.Ref) {
 	}
 }
 
+// clear drops every entry and makes every put with an earlier ticket a
+// no-op.
+func (c *cache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	c.ll.Init()
+	clear(c.items)
+}
+
 func (c *cache) removeElement(el *list.Element) {
 	e := c.ll.Remove(el).(*cacheEntry)
 	delete(c.items, e.keys.ref)

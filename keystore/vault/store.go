@@ -799,6 +799,11 @@ func (s *Store) Invalidate(ref keystore.Ref) {
 	s.flight.Forget("read/" + string(ref))
 }
 
+// InvalidateAll drops every cached key of this process: what a process
+// does when it may have missed erasure announcements (its listener
+// reconnected), so that no key it kept can decrypt for an erased subject.
+func (s *Store) InvalidateAll() { s.cache.clear() }
+
 // Health reports whether Vault is initialised and unsealed (GET
 // sys/health, which needs no token). It does not check the token. Returns
 // nil or an error wrapping keystore.ErrUnavailable.
