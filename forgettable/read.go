@@ -29,7 +29,8 @@ func (s *Store) ReadStream(ctx context.Context, streamID string, opts eventstore
 	if err != nil {
 		return nil, err
 	}
-	return s.Open(ctx, events, access)
+	// Read just now, with the ledger's verdict in the same statement.
+	return s.open(ctx, s.newOpening(access), events)
 }
 
 // readStreamEach opens events on worker goroutines as the rows arrive.
@@ -94,7 +95,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions, acc
 	if err != nil {
 		return Page{}, err
 	}
-	opened, err := s.Open(ctx, page.Events, access)
+	opened, err := s.open(ctx, s.newOpening(access), page.Events) // the verdict came with the rows
 	if err != nil {
 		return Page{}, err
 	}
@@ -110,8 +111,53 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions, acc
 // key cannot be had, ErrTampered for a sealed field that does not open, and
 // ErrKeyMissing for a key missing without an erasure record: never a
 // redaction.
+//
+// The events may have been read a while ago (a subscription reads ahead,
+// a projection's batch waits for its turn): for Personal access, Open asks
+// the erasure ledger afresh, in one query, which of their subjects are
+// erased, so that nothing is decrypted for a subject whose erasure
+// committed after the read — whatever keys this process still caches.
 func (s *Store) Open(ctx context.Context, events []eventstore.RecordedEvent, access Access) ([]RecordedEvent, error) {
+	if access == Personal {
+		var err error
+		if events, err = s.withFreshErasures(ctx, events); err != nil {
+			return nil, err
+		}
+	}
 	return s.open(ctx, s.newOpening(access), events)
+}
+
+// withFreshErasures returns events with the ledger's current verdict: the
+// references erased since they were read are added to their ErasedRefs
+// (on copies; events is not changed).
+func (s *Store) withFreshErasures(ctx context.Context, events []eventstore.RecordedEvent) ([]eventstore.RecordedEvent, error) {
+	var refs []keystore.Ref
+	for _, e := range events {
+		for _, r := range e.SubjectRefs {
+			if !slices.Contains(e.ErasedRefs, r) && !slices.Contains(refs, keystore.Ref(r)) {
+				refs = append(refs, keystore.Ref(r))
+			}
+		}
+	}
+	if len(refs) == 0 {
+		return events, nil
+	}
+	erased, err := s.ledger.Erased(ctx, refs)
+	if err != nil {
+		return nil, err
+	}
+	if len(erased) == 0 {
+		return events, nil
+	}
+	out := slices.Clone(events)
+	for i, e := range out {
+		for _, r := range e.SubjectRefs {
+			if erased[keystore.Ref(r)] && !slices.Contains(e.ErasedRefs, r) {
+				out[i].ErasedRefs = append(slices.Clip(e.ErasedRefs), r)
+			}
+		}
+	}
+	return out, nil
 }
 
 func (s *Store) open(ctx context.Context, o *opening, events []eventstore.RecordedEvent) ([]RecordedEvent, error) {
@@ -170,5 +216,5 @@ func (s *Store) OpenDerived(ctx context.Context, streamID string, parts []Derive
 			}
 		}
 	}
-	return s.Open(ctx, events, access)
+	return s.open(ctx, s.newOpening(access), events) // the ledger was just asked
 }
