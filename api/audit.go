@@ -440,7 +440,21 @@ func csvFields(buf []byte, fields []string, rec *AuditRecord) []byte {
 		details = buf
 	}
 	fields[10] = string(details)
+	for i, f := range fields {
+		fields[i] = noFormula(f)
+	}
 	return buf
+}
+
+// noFormula neutralises a CSV cell that a spreadsheet would read as a
+// formula (OWASP's "CSV injection"): one starting with = + - @, a tab or
+// a carriage return gets a leading single quote. Request ids and actors
+// come from clients and operators; the other columns never start so.
+func noFormula(cell string) string {
+	if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+		return "'" + cell
+	}
+	return cell
 }
 
 func appendJSONStrings(b []byte, ss []string) []byte {
