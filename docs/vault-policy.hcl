@@ -20,22 +20,31 @@
 # The tests (internal/testenv, LetheVault) run Lethe with exactly these rules,
 # with "lethe" replaced by a random prefix.
 
-# Read keys and the reference secret; write new secrets (create, with
-# check-and-set 0 so that only one process creates a subject's key) and new
-# versions of existing ones (update: key rotation). No "delete": that would
-# be the soft delete.
-path "secret/data/lethe/*" {
+# The reference secret: read it, and create it once (check-and-set 0, on a
+# database without subjects). Never update it (a new version would change
+# every subject reference) and never delete it: this policy cannot, and
+# the database records its fingerprint, so a server reaching another
+# secret refuses to start (docs/security.md).
+path "secret/data/lethe/ref-secret" {
+  capabilities = ["create", "read"]
+}
+
+# Subject keys: read them; write new ones (create, with check-and-set 0 so
+# that only one process creates a subject's key) and new versions of
+# existing ones (update: key rotation). No "delete": that would be the
+# soft delete.
+path "secret/data/lethe/subjects/*" {
   capabilities = ["create", "read", "update"]
 }
 
-# Erasure: read a subject secret's metadata (which KV versions exist, and
+# Erasure: read a subject key's metadata (which KV versions exist, and
 # whether anything is left after erasure) and delete it, which removes every
 # version and the metadata permanently.
-path "secret/metadata/lethe/*" {
+path "secret/metadata/lethe/subjects/*" {
   capabilities = ["read", "delete"]
 }
 
 # Erasure: destroy the data of every KV version before the metadata goes.
-path "secret/destroy/lethe/*" {
+path "secret/destroy/lethe/subjects/*" {
   capabilities = ["update"]
 }

@@ -29,6 +29,14 @@ var (
 
 	// ErrInvalidSubject is returned for an empty or oversized subject id.
 	ErrInvalidSubject = errors.New("invalid subject id")
+
+	// ErrReferenceMismatch means the key store's subject reference secret
+	// is not the one the database is bound to (another Vault prefix, or a
+	// Vault restored without it): references would split, and an erasure
+	// through one server would leave data readable through another. A
+	// server refuses to start on it; it also wraps ErrUnavailable (fail
+	// closed).
+	ErrReferenceMismatch = errors.New("the subject reference secret is not the one the database is bound to")
 )
 
 // MaxSubjectLength is the longest subject id accepted, in bytes.

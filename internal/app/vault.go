@@ -46,8 +46,8 @@ func (c VaultConfig) configured() bool { return c.Addr != "" || c.Client != nil 
 // variables for TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT,
 // VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME, VAULT_SKIP_VERIFY) and
 // VAULT_NAMESPACE; the address and credentials come from Lethe's own.
-func openVault(ctx context.Context, c VaultConfig, log *slog.Logger, obs vault.Observer) (*vault.Store, error) {
-	cfg := vault.Config{Client: c.Client, Mount: c.Mount, Prefix: c.Prefix, Logger: log, Observer: obs, CacheTTL: c.CacheTTL}
+func openVault(ctx context.Context, c VaultConfig, log *slog.Logger, obs vault.Observer, binding vault.ReferenceBinding) (*vault.Store, error) {
+	cfg := vault.Config{Client: c.Client, Mount: c.Mount, Prefix: c.Prefix, Logger: log, Observer: obs, CacheTTL: c.CacheTTL, Binding: binding}
 	if cfg.Client == nil {
 		vc := vaultapi.DefaultConfig()
 		if vc.Error != nil {
@@ -76,6 +76,15 @@ func openVault(ctx context.Context, c VaultConfig, log *slog.Logger, obs vault.O
 		return nil, fmt.Errorf("vault at %s: %w", cfg.Client.Address(), err)
 	}
 	log.Info("crypto-shredding on", "vault", cfg.Client.Address(), "mount", c.Mount, "prefix", c.Prefix)
+	// The reference secret must be the one the database is bound to: a
+	// mismatch stops the server here. Vault being unreachable does not
+	// (it may come later): the check then runs on first use, and fails
+	// closed.
+	if err := keys.CheckReference(ctx); errors.Is(err, keystore.ErrReferenceMismatch) {
+		return nil, fmt.Errorf("vault at %s: %w", cfg.Client.Address(), err)
+	} else if err != nil {
+		log.Warn("the subject reference secret could not be checked yet; it will be before first use", "err", err)
+	}
 	return keys, nil
 }
 

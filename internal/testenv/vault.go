@@ -145,8 +145,8 @@ func LethePolicy(tb testing.TB, mount, prefix string) string {
 		}
 		out = append(out, line)
 	}
-	if rules != 3 {
-		tb.Fatalf("docs/vault-policy.hcl has %d rules, want 3 (data, metadata, destroy)", rules)
+	if rules != 4 {
+		tb.Fatalf("docs/vault-policy.hcl has %d rules, want 4 (the reference secret, subject data, metadata, destroy)", rules)
 	}
 	return strings.Join(out, "\n")
 }

@@ -77,6 +77,27 @@ type Config struct {
 	// and outcome of every request to Vault, for metrics; nil measures
 	// nothing.
 	Observer Observer
+
+	// Binding, if set, binds the database to one reference secret: the
+	// first time the secret is needed, its fingerprint (never the secret)
+	// is compared with the one the database recorded, or recorded; a
+	// secret is created only for a database without a binding and without
+	// subjects. Without it, the secret is created on first use.
+	Binding ReferenceBinding
+}
+
+// ReferenceBinding is where the database records the fingerprint of the
+// reference secret its subject references were made with
+// (forgettable/postgres implements it).
+type ReferenceBinding interface {
+	// BoundFingerprint returns the recorded fingerprint, if any.
+	BoundFingerprint(ctx context.Context) (fingerprint string, bound bool, err error)
+	// HasSubjects reports whether the database holds subject references
+	// already (events with personal data, erasures).
+	HasSubjects(ctx context.Context) (bool, error)
+	// Bind records fingerprint unless one is recorded, and returns the
+	// recorded one.
+	Bind(ctx context.Context, fingerprint string) (recorded string, err error)
 }
 
 // AppRole holds the credentials of Vault's AppRole auth method.
@@ -107,6 +128,7 @@ type Store struct {
 	loginClient *vaultapi.Client
 	loginMu     sync.Mutex
 
+	binding   ReferenceBinding // nil: the secret is created on first use
 	refMu     sync.Mutex
 	refSecret atomic.Pointer[[]byte] // set once; never changes
 
@@ -161,13 +183,14 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Observer = nopObserver{}
 	}
 	s := &Store{
-		client: cfg.Client,
-		kv:     cfg.Client.KVv2(mount),
-		mount:  mount,
-		prefix: prefix,
-		log:    cfg.Logger,
-		obs:    cfg.Observer,
-		cache:  newCache(cfg.CacheSize, cfg.CacheTTL),
+		client:  cfg.Client,
+		kv:      cfg.Client.KVv2(mount),
+		mount:   mount,
+		prefix:  prefix,
+		log:     cfg.Logger,
+		obs:     cfg.Observer,
+		cache:   newCache(cfg.CacheSize, cfg.CacheTTL),
+		binding: cfg.Binding,
 	}
 	if cfg.AppRole != nil {
 		s.authMount = strings.Trim(cfg.AppRole.MountPath, "/")
@@ -420,7 +443,7 @@ func (s *Store) refKey(ctx context.Context) ([]byte, error) {
 	if p := s.refSecret.Load(); p != nil {
 		return *p, nil
 	}
-	secret, err := s.loadOrCreateRefSecret(ctx)
+	secret, err := s.boundRefSecret(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -428,7 +451,68 @@ func (s *Store) refKey(ctx context.Context) ([]byte, error) {
 	return secret, nil
 }
 
-func (s *Store) loadOrCreateRefSecret(ctx context.Context) ([]byte, error) {
+// CheckReference loads the reference secret (creating it only where the
+// binding allows) and checks it against the database's binding: a server
+// calls it at start, and refuses to start on keystore.ErrReferenceMismatch.
+func (s *Store) CheckReference(ctx context.Context) error {
+	_, err := s.refKey(ctx)
+	return err
+}
+
+// referenceFingerprintPurpose labels the fingerprint among derived keys.
+const referenceFingerprintPurpose = "reference-secret-fingerprint"
+
+// fingerprint identifies secret without revealing it: an HMAC under it of
+// a fixed label (a derived key, like DerivedKey's), in hex.
+func fingerprint(secret []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(derivedKeyLabel(referenceFingerprintPurpose))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// boundRefSecret loads the reference secret under the binding's rules.
+func (s *Store) boundRefSecret(ctx context.Context) ([]byte, error) {
+	if s.binding == nil {
+		return s.loadOrCreateRefSecret(ctx, true)
+	}
+	bound, isBound, err := s.binding.BoundFingerprint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the reference binding: %w", keystore.ErrUnavailable, err)
+	}
+	create := !isBound
+	if create {
+		has, err := s.binding.HasSubjects(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: the reference binding: %w", keystore.ErrUnavailable, err)
+		}
+		create = !has
+	}
+	secret, err := s.loadOrCreateRefSecret(ctx, create)
+	if errors.Is(err, keystore.ErrKeyNotFound) {
+		return nil, fmt.Errorf("%w: %w: no reference secret at %s/%s, and the database already holds subject references (wrong LETHE_VAULT_PREFIX or mount, or a Vault restored without it); refusing to create one",
+			keystore.ErrUnavailable, keystore.ErrReferenceMismatch, s.mount, s.refSecretPath())
+	}
+	if err != nil {
+		return nil, err
+	}
+	fp := fingerprint(secret)
+	if !isBound {
+		if bound, err = s.binding.Bind(ctx, fp); err != nil {
+			return nil, fmt.Errorf("%w: the reference binding: %w", keystore.ErrUnavailable, err)
+		}
+		s.log.Info("vault: the database is bound to this reference secret", "path", s.mount+"/"+s.refSecretPath())
+	}
+	if bound != fp {
+		return nil, fmt.Errorf("%w: %w: the secret at %s/%s is not the one the database was bound to (wrong LETHE_VAULT_PREFIX or mount, or a Vault restored from another backup)",
+			keystore.ErrUnavailable, keystore.ErrReferenceMismatch, s.mount, s.refSecretPath())
+	}
+	return secret, nil
+}
+
+// loadOrCreateRefSecret reads the reference secret, creating it if it
+// does not exist and create is true; otherwise its absence is an error
+// wrapping keystore.ErrKeyNotFound.
+func (s *Store) loadOrCreateRefSecret(ctx context.Context, create bool) ([]byte, error) {
 	path := s.refSecretPath()
 	for range maxCreateAttempts {
 		sec, err := s.get(ctx, opReadRefSecret, path)
@@ -440,6 +524,8 @@ func (s *Store) loadOrCreateRefSecret(ctx context.Context) ([]byte, error) {
 				keystore.ErrUnavailable, err)
 		case !errors.Is(err, keystore.ErrKeyNotFound):
 			return nil, err
+		case !create:
+			return nil, err
 		}
 		fresh := make([]byte, keystore.RefSize)
 		_, _ = rand.Read(fresh) // never fails (crypto/rand)
@@ -449,6 +535,13 @@ func (s *Store) loadOrCreateRefSecret(ctx context.Context) ([]byte, error) {
 			s.log.Info("vault: created the subject reference secret", "path", s.mount+"/"+path)
 			return fresh, nil
 		case !errors.Is(err, errCASMismatch):
+			// Lethe's policy may create the secret, never update it:
+			// losing the race to create it is a permission denied (the
+			// write is an update once it exists), not a CAS mismatch.
+			// If it exists now, another process created it: use theirs.
+			if sec, rerr := s.get(ctx, opReadRefSecret, path); rerr == nil {
+				return decodeRefSecret(s.mount+"/"+path, sec.Data)
+			}
 			return nil, err
 		}
 		// Another process created it first: read theirs.

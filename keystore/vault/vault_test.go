@@ -218,6 +218,13 @@ func TestPolicyIsLeastPrivilege(t *testing.T) {
 	denied("write outside the prefix", err)
 	_, err = l.client.Logical().ReadWithContext(ctx, "sys/mounts")
 	denied("read sys/mounts", err)
+	// The reference secret: never updated (a new version would change
+	// every reference), never deleted or destroyed.
+	refSecret := l.prefix + "/ref-secret"
+	_, err = kv.Put(ctx, refSecret, map[string]any{"secret": "AAAA"})
+	denied("update the reference secret", err)
+	denied("delete the reference secret", kv.DeleteMetadata(ctx, refSecret))
+	denied("destroy the reference secret", kv.Destroy(ctx, refSecret, []int{1}))
 }
 
 // 100 concurrent first reads of one subject make one Vault read.
