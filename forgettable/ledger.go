@@ -46,6 +46,11 @@ type ErasureCompletion struct {
 // ErrNotErased is returned by Readmit for a subject that is not erased.
 var ErrNotErased = errors.New("data subject is not erased")
 
+// ErrErasurePending is returned by Readmit for a subject whose erasure has
+// started but not completed (its key not destroyed yet): erase again to
+// finish it first.
+var ErrErasurePending = errors.New("the data subject's erasure is pending: erase again to complete it before re-admitting")
+
 // Ledger is the erasure ledger, the legal holds and the re-admissions. The
 // PostgreSQL implementation is in eventstore/postgres.
 type Ledger interface {
@@ -74,7 +79,8 @@ type Ledger interface {
 	// and records nothing, atomically with StartErasure.
 	SetHold(ctx context.Context, ref keystore.Ref, held bool, actor, reason string) error
 	// Readmit records that the erased ref's subject continues under
-	// successor. Returns ErrNotErased if erased is not erased.
+	// successor. Returns ErrNotErased if erased is not erased, and
+	// ErrErasurePending if its erasure has not completed.
 	Readmit(ctx context.Context, erased, successor keystore.Ref, actor, reason string) error
 	// RecordKeyRotation records in the audit trail that actor rotated
 	// ref's key to version (requestID may be empty).

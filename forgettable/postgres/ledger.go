@@ -239,20 +239,32 @@ FROM erasures e LEFT JOIN erasure_completions c USING (erasure_id) WHERE e.subje
 	return nil
 }
 
-// Readmit implements forgettable.Ledger.
+// Readmit implements forgettable.Ledger: only an erasure that completed
+// can be followed by a re-admission (checked in the insert's statement).
 func (l *Ledger) Readmit(ctx context.Context, erased, successor keystore.Ref, actor, reason string) error {
-	_, err := l.pool.Exec(ctx, `INSERT INTO readmissions (erased_ref, successor_ref, actor, reason) VALUES ($1, $2, $3, $4)`,
+	tag, err := l.pool.Exec(ctx, `
+INSERT INTO readmissions (erased_ref, successor_ref, actor, reason)
+SELECT $1, $2, $3, $4 FROM erasures e JOIN erasure_completions c USING (erasure_id) WHERE e.subject_ref = $1`,
 		string(erased), string(successor), actor, reason)
 	var pgErr *pgconn.PgError
 	switch {
-	case errors.As(err, &pgErr) && pgErr.Code == "23503": // no such erasure
-		return forgettable.ErrNotErased
 	case errors.As(err, &pgErr) && pgErr.Code == "23505":
 		return fmt.Errorf("readmit: already re-admitted")
 	case err != nil:
 		return fmt.Errorf("readmit: %w", err)
+	case tag.RowsAffected() == 1:
+		return nil
 	}
-	return nil
+	e, ok, err := l.ErasureOf(ctx, erased)
+	switch {
+	case err != nil:
+		return fmt.Errorf("readmit: %w", err)
+	case !ok:
+		return forgettable.ErrNotErased
+	case e.Completion == nil:
+		return forgettable.ErrErasurePending
+	}
+	return fmt.Errorf("readmit: the erasure completed meanwhile: try again")
 }
 
 // Listen calls onErasure with each erased subject reference and onPolicy
