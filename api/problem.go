@@ -140,6 +140,9 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 		return p(http.StatusNotFound, "erasure-not-found", "The erasure ledger has no erasure with this id.")
 	case errors.Is(err, forgettable.ErrPolicyNotFound):
 		return p(http.StatusNotFound, "policy-not-found", "This event type has no protection policy.")
+	case errors.Is(err, projection.ErrRebuildAhead):
+		return p(http.StatusBadRequest, "invalid-request", "fromPosition: a rebuild from a position moves a projection back (0: from scratch, or a position "+
+			"at or before its checkpoint); a later one would skip events, erasure records included.")
 	case errors.Is(err, projection.ErrUnknownProjection):
 		return p(http.StatusNotFound, "projection-not-found", "This server runs no such projection.")
 	case errors.Is(err, ErrTokenNotFound):

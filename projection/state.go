@@ -68,6 +68,11 @@ var (
 	// ErrUnknownProjection is returned for a persisted projection that is
 	// not registered (or not running in this server).
 	ErrUnknownProjection = errors.New("no such projection")
+	// ErrRebuildAhead is returned for a rebuild from a position past the
+	// projection's checkpoint: it would skip events, erasure records
+	// included, and its receipts would say it had reached erasures it
+	// never applied. A rebuild from a position moves a projection back.
+	ErrRebuildAhead = errors.New("a rebuild from a position may only move a projection back: from scratch (0) or from a position at or before its checkpoint")
 )
 
 // Fold is the generic fold: each event's top-level data fields merged over

@@ -583,11 +583,27 @@ func erasedRef(e eventstore.RecordedEvent) (string, error) {
 // every event from the start of $all) or, with from > 0, from a position
 // without a reset. Any runner of the projection picks it up at its next
 // batch.
+//
+// A position past the projection's checkpoint is refused
+// (projection.ErrRebuildAhead): the projection would skip the events in
+// between, erasure records included, and erasure receipts would count it
+// as having reached them.
 func RequestRebuild(ctx context.Context, pool *pgxpool.Pool, name string, from int64) error {
-	_, err := pool.Exec(ctx, `INSERT INTO projection_checkpoints (name, position, reset_requested) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET position = $2, reset_requested = $3, updated_at = now()`, name, from, from == 0)
+	if from == 0 {
+		_, err := pool.Exec(ctx, `INSERT INTO projection_checkpoints (name, position, reset_requested) VALUES ($1, 0, true)
+			ON CONFLICT (name) DO UPDATE SET position = 0, reset_requested = true, updated_at = now()`, name)
+		if err != nil {
+			return fmt.Errorf("rebuild %s: %w", name, err)
+		}
+		return nil
+	}
+	tag, err := pool.Exec(ctx, `UPDATE projection_checkpoints SET position = $2, reset_requested = false, updated_at = now()
+		WHERE name = $1 AND position >= $2`, name, from)
 	if err != nil {
 		return fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("rebuild %s from %d: %w", name, from, projection.ErrRebuildAhead)
 	}
 	return nil
 }
