@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/keystore"
@@ -332,6 +333,32 @@ func (s *Store) currentRef(ctx context.Context, subject string) (keystore.Ref, e
 	return "", errors.New("re-admission chain too long")
 }
 
+// postCreateTimeout bounds the check that follows a key's creation.
+const postCreateTimeout = 30 * time.Second
+
+// destroyIfErased follows the creation of r's key: if the subject was
+// erased meanwhile, the key is destroyed again — an erased reference must
+// never keep a key (Erase writes the ledger before it destroys the key;
+// this check comes after the creation). It runs detached from the
+// request: a caller that goes away after the key was created must not
+// leave it behind. Returns a *eventstore.SubjectFencedError for an erased
+// subject.
+func (s *Store) destroyIfErased(ctx context.Context, r keystore.Ref) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postCreateTimeout)
+	defer cancel()
+	erased, err := s.ledger.Erased(ctx, []keystore.Ref{r})
+	if err != nil {
+		return err
+	}
+	if !erased[r] {
+		return nil
+	}
+	if _, err := s.keys.Destroy(ctx, r); err != nil {
+		return err
+	}
+	return &eventstore.SubjectFencedError{Ref: string(r)}
+}
+
 // sealAll builds the events to store: personal fields sealed, subject
 // references set.
 func (s *Store) sealAll(ctx context.Context, streamID string, events []Event, p plan, refs []keystore.Ref) ([]eventstore.EventData, error) {
@@ -342,19 +369,8 @@ func (s *Store) sealAll(ctx context.Context, streamID string, events []Event, p 
 			return nil, err
 		}
 		if created {
-			// A key was just created: if the subject was erased
-			// meanwhile, destroy it again — an erased reference must
-			// never keep a key. (Erase writes the ledger before it
-			// destroys the key; this check comes after the creation.)
-			erased, err := s.ledger.Erased(ctx, []keystore.Ref{r})
-			if err != nil {
+			if err := s.destroyIfErased(ctx, r); err != nil {
 				return nil, err
-			}
-			if erased[r] {
-				if _, err := s.keys.Destroy(ctx, r); err != nil {
-					return nil, err
-				}
-				return nil, &eventstore.SubjectFencedError{Ref: string(r)}
 			}
 		}
 		keys[i] = k
