@@ -42,7 +42,8 @@ func ErasureSummary(e forgettable.Erasure, now time.Time) wire.ErasureReceipt {
 	if c := e.Completion; c != nil {
 		out.Status = "completed"
 		out.CompletedAt = &c.CompletedAt
-		out.Completion = &wire.ErasureCompletion{CompletedAt: c.CompletedAt, KeyExisted: c.KeyExisted, KeyVersionsDestroyed: c.VersionsDestroyed,
+		out.Completion = &wire.ErasureCompletion{CompletedAt: c.CompletedAt, SubjectKnown: c.KeyExisted || c.EventsAffected > 0,
+			KeyExisted: c.KeyExisted, KeyVersionsDestroyed: c.VersionsDestroyed,
 			KeyVerifiedGone: c.KeyVerifiedGone, StreamsAffected: c.StreamsAffected, EventsAffected: c.EventsAffected,
 			Resumed: c.Resumed}
 	}

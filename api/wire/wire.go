@@ -246,9 +246,13 @@ type ErasureReceipt struct {
 
 // ErasureCompletion is what an erasure did.
 type ErasureCompletion struct {
-	CompletedAt          time.Time `json:"completedAt"`
-	KeyExisted           bool      `json:"keyExisted"`
-	KeyVersionsDestroyed int       `json:"keyVersionsDestroyed"`
+	CompletedAt time.Time `json:"completedAt"`
+	// SubjectKnown: the subject had a key or events when the erasure ran.
+	// False for a subject Lethe never saw: the erasure is recorded (and
+	// fences the subject) all the same, but there was nothing to erase.
+	SubjectKnown         bool `json:"subjectKnown"`
+	KeyExisted           bool `json:"keyExisted"`
+	KeyVersionsDestroyed int  `json:"keyVersionsDestroyed"`
 	// KeyVerifiedGone: a read after the deletion found neither data nor
 	// metadata for the key in Vault.
 	KeyVerifiedGone bool  `json:"keyVerifiedGone"`
