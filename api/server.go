@@ -115,6 +115,9 @@ type Options struct {
 	Readiness []ReadinessCheck
 	// ReadinessTimeout bounds each check (default 2s).
 	ReadinessTimeout time.Duration
+	// ReadinessCacheTTL is how long the checks' results answer /readyz
+	// before they run again (default 1s).
+	ReadinessCacheTTL time.Duration
 
 	Events     Events
 	Subjects   Subjects
@@ -162,6 +165,7 @@ type Server struct {
 	bootstrap  bootstrap
 	auth       *authCache
 	requestIDs *requestIDs
+	readiness  *readinessCache
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -174,6 +178,9 @@ func NewServer(opts Options) *Server {
 	}
 	if opts.ReadinessTimeout <= 0 {
 		opts.ReadinessTimeout = 2 * time.Second
+	}
+	if opts.ReadinessCacheTTL <= 0 {
+		opts.ReadinessCacheTTL = time.Second
 	}
 	if opts.AuthCacheTTL <= 0 {
 		opts.AuthCacheTTL = 5 * time.Second
@@ -191,6 +198,7 @@ func NewServer(opts Options) *Server {
 		metrics:    opts.Metrics,
 		auth:       newAuthCache(opts.AuthCacheTTL, 10_000),
 		requestIDs: newRequestIDs(),
+		readiness:  &readinessCache{ttl: opts.ReadinessCacheTTL, now: time.Now},
 		closing:    make(chan struct{}),
 	}
 	if opts.AdminToken != "" {
@@ -287,22 +295,7 @@ func (s *Server) routes() *chi.Mux {
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	results := make([]wire.CheckResult, len(s.opts.Readiness))
-	var wg sync.WaitGroup
-	for i, c := range s.opts.Readiness {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadinessTimeout)
-			defer cancel()
-			results[i] = wire.CheckResult{Name: c.Name, OK: true}
-			if err := c.Check(ctx); err != nil {
-				results[i] = wire.CheckResult{Name: c.Name, Error: err.Error()}
-				s.log.Warn("readiness check failed", "check", c.Name, "err", err, "request_id", requestID(r))
-			}
-		}()
-	}
-	wg.Wait()
+	results := s.readiness.get(func() []wire.CheckResult { return s.checkReadiness(r) })
 	for _, res := range results {
 		if !res.OK {
 			p := newProblem(r, http.StatusServiceUnavailable, "not-ready", "A dependency is not ready: "+res.Name+".")
@@ -312,6 +305,54 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": results})
+}
+
+// readinessCache keeps the readiness checks' last results for a moment,
+// so that /readyz (unauthenticated, polled by every load balancer) does
+// not ask PostgreSQL and Vault on every call: at most one round of checks
+// runs at a time, and its results answer every call for ttl.
+type readinessCache struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu      sync.Mutex
+	results []wire.CheckResult
+	at      time.Time
+}
+
+// get returns results no older than ttl, running check when there are
+// none (callers meanwhile wait for that one run).
+func (c *readinessCache) get(check func() []wire.CheckResult) []wire.CheckResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.results != nil && c.now().Sub(c.at) < c.ttl {
+		return c.results
+	}
+	c.results, c.at = check(), c.now()
+	return c.results
+}
+
+// checkReadiness runs every readiness check at once, each bounded by
+// ReadinessTimeout.
+func (s *Server) checkReadiness(r *http.Request) []wire.CheckResult {
+	results := make([]wire.CheckResult, len(s.opts.Readiness))
+	var wg sync.WaitGroup
+	for i, c := range s.opts.Readiness {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Detached from this caller: the results answer others too.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.opts.ReadinessTimeout)
+			defer cancel()
+			results[i] = wire.CheckResult{Name: c.Name, OK: true}
+			if err := c.Check(ctx); err != nil {
+				results[i] = wire.CheckResult{Name: c.Name, Error: err.Error()}
+				s.log.Warn("readiness check failed", "check", c.Name, "err", err, "request_id", requestID(r))
+			}
+		}()
+	}
+	wg.Wait()
+	return results
 }
 
 func requestID(r *http.Request) string { return middleware.GetReqID(r.Context()) }
