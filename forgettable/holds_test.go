@@ -23,28 +23,7 @@ func TestHoldRefusedWhileAnErasureIsPending(t *testing.T) {
 	a := e.instance()
 	seedLead(t, a, "lead-12")
 
-	// Vault down for a second process: the erasure is fenced, left pending.
-	dead, err := e.vault.Client.Clone()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dead.SetAddress("http://127.0.0.1:1"); err != nil {
-		t.Fatal(err)
-	}
-	dead.SetToken(e.vault.Client.Token())
-	dead.SetMaxRetries(0)
-	down := *e
-	down.vault = app.VaultConfig{Client: dead, Mount: e.vault.Mount, Prefix: e.vault.Prefix}
-	// The reference secret is cached by a; the down process must derive
-	// the same reference, so it reads nothing from Vault for it: erase by
-	// reference.
-	ref, err := a.SubjectRef(ctx, casey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := down.instance().ForgetRef(ctx, ref, forgettable.ErasureRequest{Actor: "dpo"}); !errors.Is(err, keystore.ErrUnavailable) {
-		t.Fatalf("erase with Vault down: %v; want ErrUnavailable (pending)", err)
-	}
+	pendingErasure(t, e, a)
 	pending, ok, err := a.Erasure(ctx, casey)
 	if err != nil || !ok || pending.Completion != nil {
 		t.Fatalf("after the failed erase: %+v, %v, %v; want a pending erasure", pending, ok, err)
@@ -59,6 +38,35 @@ func TestHoldRefusedWhileAnErasureIsPending(t *testing.T) {
 	if err != nil || done.Completion == nil || done.ID != pending.ID {
 		t.Fatalf("erase again: %+v, %v; want the pending erasure completed", done, err)
 	}
+}
+
+// pendingErasure erases casey through a second process whose Vault is
+// down: the erasure is recorded (the subject fenced) and left pending. It
+// returns casey's reference.
+func pendingErasure(t *testing.T, e *env, a *instance) keystore.Ref {
+	t.Helper()
+	ctx := testenv.Context(t)
+	dead, err := e.vault.Client.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.SetAddress("http://127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	dead.SetToken(e.vault.Client.Token())
+	dead.SetMaxRetries(0)
+	down := *e
+	down.vault = app.VaultConfig{Client: dead, Mount: e.vault.Mount, Prefix: e.vault.Prefix}
+	// The down process cannot read the reference secret: erase by the
+	// reference a derived.
+	ref, err := a.SubjectRef(ctx, casey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := down.instance().ForgetRef(ctx, ref, forgettable.ErasureRequest{Actor: "dpo"}); !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("erase with Vault down: %v; want ErrUnavailable (pending)", err)
+	}
+	return ref
 }
 
 // A hold and an erasure racing each other never both win: after each pair

@@ -5,9 +5,7 @@ import (
 	"testing"
 
 	"github.com/lethe-store/lethe/forgettable"
-	"github.com/lethe-store/lethe/internal/app"
 	"github.com/lethe-store/lethe/internal/testenv"
-	"github.com/lethe-store/lethe/keystore"
 )
 
 // A subject whose erasure is pending (its key not destroyed yet) cannot be
@@ -20,24 +18,7 @@ func TestReadmitWaitsForTheErasureToComplete(t *testing.T) {
 	ctx := testenv.Context(t)
 	a := e.instance()
 	seedLead(t, a, "lead-12")
-	dead, err := e.vault.Client.Clone()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := dead.SetAddress("http://127.0.0.1:1"); err != nil {
-		t.Fatal(err)
-	}
-	dead.SetToken(e.vault.Client.Token())
-	dead.SetMaxRetries(0)
-	down := *e
-	down.vault = app.VaultConfig{Client: dead, Mount: e.vault.Mount, Prefix: e.vault.Prefix}
-	ref, err := a.SubjectRef(ctx, casey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := down.instance().ForgetRef(ctx, ref, forgettable.ErasureRequest{Actor: "dpo"}); !errors.Is(err, keystore.ErrUnavailable) {
-		t.Fatalf("erase with Vault down: %v; want it pending", err)
-	}
+	ref := pendingErasure(t, e, a)
 	if _, err := a.Readmit(ctx, casey, "dpo", "came back"); !errors.Is(err, forgettable.ErrErasurePending) {
 		t.Fatalf("readmit with the erasure pending: %v; want ErrErasurePending", err)
 	}
