@@ -112,10 +112,8 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 	case errors.As(err, &past):
 		return p(http.StatusNotFound, "version-not-found", past.Error())
 	case errors.As(err, &gone):
-		g := p(http.StatusGone, "subject-gone", "The data subject was erased: none of their personal data is left to export. "+
-			"The erasure receipt: GET /v1/subjects/{subject}/erasure.")
-		g.ErasureID = uuidString(gone.Erasure.ID)
-		return g
+		return naming(gone.Erasure, p(http.StatusGone, "subject-gone", "The data subject was erased: none of their personal data is left to export. "+
+			"The erasure receipt: GET /v1/subjects/{subject}/erasure."))
 	case errors.Is(err, eventstore.ErrInvalidStreamID):
 		return p(http.StatusBadRequest, "invalid-stream-id", err.Error())
 	case errors.Is(err, forgettable.ErrInvalidDeclaration):
@@ -155,10 +153,8 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 		return p(http.StatusConflict, "subject-erased",
 			"The data subject was erased: their personal data cannot be appended unless an admin re-admits them (lethe subject readmit).")
 	case errors.As(err, &started):
-		st := p(http.StatusConflict, "erasure-started", "The data subject's erasure has started (it completes when erased again if it is pending): "+
-			"a legal hold must be placed before the erasure request.")
-		st.ErasureID = uuidString(started.Erasure.ID)
-		return st
+		return naming(started.Erasure, p(http.StatusConflict, "erasure-started", "The data subject's erasure has started (it completes when erased again if it is pending): "+
+			"a legal hold must be placed before the erasure request."))
 	case errors.Is(err, forgettable.ErrLegalHold):
 		return p(http.StatusConflict, "legal-hold", "The data subject is under legal hold (GDPR Art. 17(3)); release the hold first.")
 	case errors.Is(err, keystore.ErrUnavailable):
@@ -175,6 +171,12 @@ func (s *Server) problemOf(r *http.Request, err error) wire.Problem {
 		s.log.Error("request failed", "route", routePattern(r), "request_id", requestID(r), "err", err)
 		return p(http.StatusInternalServerError, "internal", "Internal error; quote the request id.")
 	}
+}
+
+// naming is p naming the erasure behind it.
+func naming(e forgettable.Erasure, p wire.Problem) wire.Problem {
+	p.ErasureID = uuidString(e.ID)
+	return p
 }
 
 func formatBytes(n int64) string {
