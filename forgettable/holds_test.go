@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/app"
@@ -100,5 +101,63 @@ func TestHoldAndEraseRacingNeverBothWin(t *testing.T) {
 		case eraseErr == nil && !errors.As(holdErr, new(*forgettable.ErasureStartedError)):
 			t.Fatalf("%s: erased; the hold failed with %v, want an ErasureStartedError", subject, holdErr)
 		}
+	}
+}
+
+// The same contract, deterministically: a hold being placed (its
+// transaction holds the subject's lock, its row not yet committed) makes
+// an erasure wait, and the erasure then sees the hold and is refused.
+// Before the lock, the erasure read no uncommitted hold, went ahead, and
+// both won.
+func TestEraseWaitsForAHoldBeingPlaced(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testenv.Context(t)
+	a := e.instance()
+	seedLead(t, a, "lead-12")
+	ref, err := a.SubjectRef(ctx, casey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The hold's transaction, as the ledger's SetHold runs it.
+	tx, err := a.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('lethe.subject:' || $1, 0))`, string(ref)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO legal_holds (subject_ref, held, actor, reason) VALUES ($1, true, 'legal', 'litigation')`, string(ref)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Forget(ctx, casey, forgettable.ErasureRequest{Actor: "dpo"})
+		done <- err
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for waiting := 0; waiting == 0; {
+		select {
+		case err := <-done:
+			t.Fatalf("the erasure finished (%v) while a hold was being placed, without waiting for it", err)
+		default:
+		}
+		if err := a.pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 0 && time.Now().After(deadline) {
+			t.Fatal("the erasure neither waited for the hold nor finished within 15 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, forgettable.ErrLegalHold) {
+		t.Fatalf("erasure after the hold committed: %v; want ErrLegalHold", err)
+	}
+	if _, erased, err := a.Erasure(ctx, casey); err != nil || erased {
+		t.Fatalf("an erasure is recorded (%v, %v) for a held subject", erased, err)
 	}
 }
