@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lethe-store/lethe/api"
 	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/eventstore"
 	"github.com/lethe-store/lethe/internal/testenv"
@@ -37,7 +38,8 @@ func postAppend(t *testing.T, hs interface{ Client() *http.Client }, url, token,
 // busy for a minute with one request); they are linear now.
 func TestPersonalDataPathsCostIsLinear(t *testing.T) {
 	d := newDeployment(t)
-	hs := d.server()
+	// As many values as paths: the leaves limit raised to let them in.
+	hs := d.server(withLimits(func(l *api.Limits) { l.MaxLeavesPerEvent = pathCounts[len(pathCounts)-1] }))
 	tk := d.tokens(hs)
 	body := func(n int) string {
 		var data, paths strings.Builder

@@ -247,14 +247,23 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request) {
 }
 
 // deadlineWriter pushes the connection's write deadline forward before
-// each write: a long export is bounded per write, not as a whole.
+// each write: a long export is bounded per write, not as a whole. Before
+// each write it checks that the download may go on (its token is not
+// revoked: a lookup in the authentication cache, which a revocation
+// clears at once).
 type deadlineWriter struct {
 	w       io.Writer
 	rc      *http.ResponseController
 	timeout time.Duration
+	check   func() error
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if d.check != nil {
+		if err := d.check(); err != nil {
+			return 0, err
+		}
+	}
 	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
 	return d.w.Write(p)
 }

@@ -215,6 +215,7 @@ func decodeAppend(body []byte, limits Limits) (eventstore.ExpectedVersion, []for
 		return 0, nil, &badRequest{http.StatusBadRequest, "too-many-events", fmt.Sprintf("At most %d events per append; this one has %d.", limits.MaxEventsPerAppend, len(req.Events))}
 	}
 	events := make([]forgettable.Event, len(req.Events))
+	leaves, subjects := 0, map[string]bool{}
 	for i, e := range req.Events {
 		if e.ID == "" {
 			return 0, nil, &badRequest{http.StatusBadRequest, "invalid-event", fmt.Sprintf("events[%d].id: every event needs a UUID (it makes retries safe).", i)}
@@ -229,6 +230,13 @@ func decodeAppend(body []byte, limits Limits) (eventstore.ExpectedVersion, []for
 		if len(e.Data) == 0 || string(e.Data) == "null" {
 			return 0, nil, &badRequest{http.StatusBadRequest, "invalid-event", fmt.Sprintf("events[%d].data: a JSON object is needed.", i)}
 		}
+		n := countLeaves(e.Data)
+		if n > limits.MaxLeavesPerEvent {
+			return 0, nil, &badRequest{http.StatusBadRequest, "too-many-leaves", fmt.Sprintf("events[%d].data: %d values (strings, numbers, booleans and nulls), the limit is %d per event.", i, n, limits.MaxLeavesPerEvent)}
+		}
+		if leaves += n; leaves > limits.MaxLeavesPerAppend {
+			return 0, nil, &badRequest{http.StatusBadRequest, "too-many-leaves", fmt.Sprintf("events[0..%d].data: more than %d values (strings, numbers, booleans and nulls) in one append; split it.", i, limits.MaxLeavesPerAppend)}
+		}
 		if string(e.Metadata) == "null" {
 			e.Metadata = nil
 		}
@@ -241,6 +249,9 @@ func decodeAppend(body []byte, limits Limits) (eventstore.ExpectedVersion, []for
 				return 0, nil, &badRequest{http.StatusBadRequest, "invalid-personal-data", fmt.Sprintf("events[%d].personalData[%d]: a subject and at least one path are needed.", i, j)}
 			}
 			events[i].PersonalData = append(events[i].PersonalData, forgettable.PersonalData{Subject: pd.Subject, Paths: pd.Paths})
+			if subjects[pd.Subject] = true; len(subjects) > limits.MaxSubjectsPerAppend {
+				return 0, nil, &badRequest{http.StatusBadRequest, "too-many-subjects", fmt.Sprintf("events[%d].personalData[%d]: more than %d data subjects in one append; split it.", i, j, limits.MaxSubjectsPerAppend)}
+			}
 		}
 		if err := events[i].EventData.Validate(); err != nil {
 			return 0, nil, &badRequest{http.StatusBadRequest, "invalid-event", fmt.Sprintf("events[%d]: %v", i, err)}
@@ -446,6 +457,7 @@ func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := opts.Limit
 	opts.Limit = limit + 1 // one more: is there a next page?
+	opts.MaxBytes = s.limits.MaxPageBytes
 	a := access(r)
 	events, err := s.opts.Events.ReadStream(r.Context(), streamID, opts, a)
 	if err != nil {
@@ -453,11 +465,7 @@ func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page := wire.StreamPage{}
-	if len(events) > limit {
-		next := events[limit].Version
-		page.Next = &next
-		events = events[:limit]
-	}
+	events, page.Next = streamPage(events, limit, s.limits.MaxPageBytes, opts.Backward)
 	if err := s.recordAccess(r.Context(), r, a, events); err != nil {
 		s.fail(w, r, err)
 		return
@@ -465,6 +473,37 @@ func (s *Server) readStream(w http.ResponseWriter, r *http.Request) {
 	page.Events = toWire(events)
 	s.metrics.read.Add(float64(len(events)))
 	writeJSON(w, http.StatusOK, page)
+}
+
+// streamPage cuts a read of a stream (limit+1 events asked, at most
+// maxBytes) to a page: at most limit events, ending after the one that
+// brings the page to maxBytes, and the version the next page starts at.
+// A page cut by size has a next version even when the stream ends there
+// (the next page is then empty).
+func streamPage(events []forgettable.RecordedEvent, limit, maxBytes int, backward bool) ([]forgettable.RecordedEvent, *int64) {
+	size := 0
+	for i := range min(len(events), limit) {
+		if size += events[i].Size; size < maxBytes {
+			continue
+		}
+		var next int64
+		switch {
+		case i+1 < len(events):
+			next = events[i+1].Version
+		case backward && events[i].Version == 0:
+			return events[:i+1], nil
+		case backward:
+			next = events[i].Version - 1
+		default:
+			next = events[i].Version + 1
+		}
+		return events[:i+1], &next
+	}
+	if len(events) > limit {
+		next := events[limit].Version
+		return events[:limit], &next
+	}
+	return events, nil
 }
 
 func (s *Server) streamQuery(q url.Values) (eventstore.ReadStreamOptions, error) {
@@ -506,7 +545,7 @@ func (s *Server) readAll(w http.ResponseWriter, r *http.Request) {
 	}
 	a := access(r)
 	page, err := s.opts.Events.ReadAll(r.Context(), eventstore.ReadAllOptions{After: max(from-1, 0), Limit: limit,
-		Types: q["type"], Categories: q["category"]}, a)
+		Types: q["type"], Categories: q["category"], MaxBytes: s.limits.MaxPageBytes}, a)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,13 +55,26 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 // export. A failure after the first byte aborts the connection (the
 // export lacks its end, which tells a reader it was cut off); one before
 // is returned, for the caller to answer with a problem.
+//
+// The token is checked again before each write (as a subscription's is
+// before each batch): once it is revoked, the download stops — cut off,
+// without its end, if it had started; 401 unauthenticated if not.
 func (s *Server) download(w http.ResponseWriter, r *http.Request, what string, write func(io.Writer) (started bool, err error)) error {
-	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.limits.SSEWriteTimeout}
+	hash, _ := tokenHashFrom(r.Context())
+	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.limits.SSEWriteTimeout,
+		check: func() error {
+			_, err := s.principal(r.Context(), hash)
+			return err
+		}}
 	started, err := write(dw)
 	if err == nil || !started {
 		return err
 	}
-	if r.Context().Err() == nil {
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		tok, _ := principalFrom(r.Context())
+		s.log.Info(what+" ended: token revoked; connection aborted", "request_id", requestID(r), "token_id", tok.TokenID)
+	case r.Context().Err() == nil:
 		s.log.Error(what+" failed after it started; connection aborted", "request_id", requestID(r), "err", err)
 	}
 	panic(http.ErrAbortHandler)

@@ -72,10 +72,29 @@ type Limits struct {
 	MaxEventsPerAppend int
 	// MaxEventBytes bounds an event's data plus metadata (default 1 MiB).
 	MaxEventBytes int
+	// MaxLeavesPerEvent and MaxLeavesPerAppend bound the scalar values
+	// (strings, numbers, booleans, nulls) of an event's data and of all
+	// the events of an append (defaults 1,000 and 100,000): the lookup
+	// index writes a row per leaf.
+	MaxLeavesPerEvent  int
+	MaxLeavesPerAppend int
+	// MaxSubjectsPerAppend bounds the distinct data subjects an append
+	// declares (default 100): a new subject's key is created in Vault
+	// before the append is tried.
+	MaxSubjectsPerAppend int
+	// MaxSubscriptionsPerToken bounds the subscriptions (SSE) one token
+	// holds open at once on one server process (default 16).
+	MaxSubscriptionsPerToken int
 	// MaxPageSize bounds a read's limit (default 1,000); DefaultPageSize is
 	// the limit when a read gives none (default 100).
 	MaxPageSize     int
 	DefaultPageSize int
+	// MaxPageBytes bounds a page by size (default 16 MiB): a read of a
+	// stream or of the log, and each batch of a subscription, ends after
+	// the event whose data and metadata (as stored) bring the page to
+	// this size; the page then has a next link. The first event always
+	// comes.
+	MaxPageBytes int
 	// SSEHeartbeat is the interval of SSE heartbeats (default 15s), and
 	// SSEWriteTimeout how long a subscriber may take to accept one batch
 	// of events before it is disconnected (default 30s); an audit export's
@@ -95,8 +114,13 @@ func (l Limits) withDefaults() Limits {
 	}
 	def(&l.MaxEventsPerAppend, 1000)
 	def(&l.MaxEventBytes, 1<<20)
+	def(&l.MaxLeavesPerEvent, 1000)
+	def(&l.MaxLeavesPerAppend, 100_000)
+	def(&l.MaxSubjectsPerAppend, 100)
+	def(&l.MaxSubscriptionsPerToken, 16)
 	def(&l.MaxPageSize, 1000)
 	def(&l.DefaultPageSize, 100)
+	def(&l.MaxPageBytes, 16<<20)
 	l.DefaultPageSize = min(l.DefaultPageSize, l.MaxPageSize)
 	if l.SSEHeartbeat <= 0 {
 		l.SSEHeartbeat = 15 * time.Second
@@ -166,6 +190,7 @@ type Server struct {
 	auth       *authCache
 	requestIDs *requestIDs
 	readiness  *readinessCache
+	subs       *subscriptionSlots
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -201,6 +226,7 @@ func NewServer(opts Options) *Server {
 		readiness:  &readinessCache{ttl: opts.ReadinessCacheTTL, now: time.Now},
 		closing:    make(chan struct{}),
 	}
+	s.subs = newSubscriptionSlots(s.limits.MaxSubscriptionsPerToken)
 	if opts.AdminToken != "" {
 		s.bootstrap = bootstrap{hash: HashToken(opts.AdminToken), set: true}
 	}

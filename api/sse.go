@@ -14,8 +14,9 @@ import (
 	"github.com/lethe-store/lethe/forgettable"
 )
 
-// ssePage is the batch size of subscriptions: what one subscriber holds in
-// memory at most is two batches (one being written, one read ahead).
+// ssePage is the batch size of subscriptions (also bounded by
+// Limits.MaxPageBytes): what one subscriber holds in memory at most is two
+// batches (one being written, one read ahead).
 const ssePage = 500
 
 // sseFeed is where a subscription's events come from: pages of stored
@@ -44,14 +45,15 @@ type allFeed struct {
 }
 
 func (f *allFeed) catchUp(ctx context.Context) ([]forgettable.RecordedEvent, bool, error) {
-	page, err := f.s.opts.Events.ReadAll(ctx, eventstore.ReadAllOptions{After: f.after, Limit: ssePage, Types: f.types, Categories: f.categories}, f.access)
+	page, err := f.s.opts.Events.ReadAll(ctx, eventstore.ReadAllOptions{After: f.after, Limit: ssePage, Types: f.types, Categories: f.categories,
+		MaxBytes: f.s.limits.MaxPageBytes}, f.access)
 	if err != nil {
 		return nil, false, err
 	}
 	f.after = page.Next
 	// Held-back events are left to the live subscription, which waits for
 	// them with a backoff. Lethe's own streams are never shown.
-	return withoutSystem(page.Events), len(page.Events) < ssePage, nil
+	return withoutSystem(page.Events), len(page.Events) < ssePage && !full(page.Events, f.s.limits.MaxPageBytes), nil
 }
 
 func (f *allFeed) live() *eventstore.Subscription {
@@ -70,7 +72,7 @@ type streamFeed struct {
 }
 
 func (f *streamFeed) catchUp(ctx context.Context) ([]forgettable.RecordedEvent, bool, error) {
-	events, err := f.s.opts.Events.ReadStream(ctx, f.streamID, eventstore.ReadStreamOptions{From: f.next, Limit: ssePage}, f.access)
+	events, err := f.s.opts.Events.ReadStream(ctx, f.streamID, eventstore.ReadStreamOptions{From: f.next, Limit: ssePage, MaxBytes: f.s.limits.MaxPageBytes}, f.access)
 	if errors.Is(err, eventstore.ErrStreamNotFound) {
 		return nil, true, nil // not yet: the live subscription waits for it
 	}
@@ -80,7 +82,16 @@ func (f *streamFeed) catchUp(ctx context.Context) ([]forgettable.RecordedEvent, 
 	if n := len(events); n > 0 {
 		f.next, f.last = events[n-1].Version+1, events[n-1].Position
 	}
-	return events, len(events) < ssePage, nil
+	return events, len(events) < ssePage && !full(events, f.s.limits.MaxPageBytes), nil
+}
+
+// full reports whether a page was cut by size (Limits.MaxPageBytes).
+func full(events []forgettable.RecordedEvent, maxBytes int) bool {
+	size := 0
+	for _, e := range events {
+		size += e.Size
+	}
+	return size >= maxBytes
 }
 
 func (f *streamFeed) live() *eventstore.Subscription {
@@ -151,6 +162,13 @@ func (s *Server) subscribeStream(w http.ResponseWriter, r *http.Request) {
 // live events, with heartbeats while idle (see sseStream for what is
 // guaranteed along the way).
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request, a forgettable.Access, feed sseFeed) {
+	tok := actor(r)
+	if !s.subs.take(tok) {
+		s.problem(w, r, http.StatusTooManyRequests, "too-many-subscriptions",
+			fmt.Sprintf("This token has %d subscriptions open on this server, the most it may; close one first.", s.limits.MaxSubscriptionsPerToken))
+		return
+	}
+	defer s.subs.release(tok)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel() // stops the read-ahead of the live phase
 	s.metrics.subscribers.Inc()

@@ -208,6 +208,10 @@ type RecordedEvent struct {
 	// Link is the event's link in its stream's hash chain (ChainLink):
 	// 32 bytes, or nil for an event stored before links existed.
 	Link []byte
+	// Size is the bytes of Data and Metadata as stored (sealed personal
+	// fields included), set by reads: what a read's MaxBytes counts. It
+	// stays the stored size when Data is opened.
+	Size int
 }
 
 // AppendResult describes a successful append.

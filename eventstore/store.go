@@ -18,6 +18,10 @@ type ReadStreamOptions struct {
 	Backward bool
 	// Limit is the most events to return; 0 means DefaultReadLimit.
 	Limit int
+	// MaxBytes, if > 0, bounds a page by size as well: the read stops
+	// after the event that brings the page's data and metadata (as
+	// stored) to MaxBytes or more. The first event always comes.
+	MaxBytes int
 }
 
 // ReadAllOptions selects events of the global log.
@@ -32,6 +36,10 @@ type ReadAllOptions struct {
 	// Categories, if not empty, keeps only events of streams in these
 	// categories (see Category).
 	Categories []string
+	// MaxBytes, if > 0, bounds a page by size as well: the read stops
+	// after the event that brings the page's data and metadata (as
+	// stored) to MaxBytes or more, and Next is that event's position.
+	MaxBytes int
 }
 
 // ReadAllEachOptions select a read of $all in one statement (a store's

@@ -20,8 +20,12 @@ type ChangeNotifier interface {
 // outside Lethe, not the way events are normally delivered.
 const DefaultSafetyPoll = 2 * time.Second
 
-// subscriptionPage is the batch size of subscription reads.
-const subscriptionPage = 500
+// subscriptionPage and subscriptionPageBytes bound the batches of
+// subscription reads, by events and by stored bytes.
+const (
+	subscriptionPage      = 500
+	subscriptionPageBytes = 16 << 20
+)
 
 // Subscription is a catch-up subscription: it delivers the stored events
 // after its starting point in order, then follows new events as they are
@@ -52,7 +56,7 @@ type SubscribeAllOptions struct {
 // woken by changes. Stores usually offer it as a method.
 func NewAllSubscription(store Store, changes ChangeNotifier, opts SubscribeAllOptions) *Subscription {
 	after := opts.After
-	read := ReadAllOptions{Types: opts.Types, Categories: opts.Categories, Limit: subscriptionPage}
+	read := ReadAllOptions{Types: opts.Types, Categories: opts.Categories, Limit: subscriptionPage, MaxBytes: subscriptionPageBytes}
 	return &Subscription{
 		changes:    changes,
 		safetyPoll: pollOrDefault(opts.SafetyPoll),
@@ -86,7 +90,7 @@ func NewStreamSubscription(store Store, changes ChangeNotifier, streamID string,
 		changes:    changes,
 		safetyPoll: pollOrDefault(opts.SafetyPoll),
 		fetch: func(ctx context.Context) ([]RecordedEvent, bool, error) {
-			events, err := store.ReadStream(ctx, streamID, ReadStreamOptions{From: next, Limit: subscriptionPage})
+			events, err := store.ReadStream(ctx, streamID, ReadStreamOptions{From: next, Limit: subscriptionPage, MaxBytes: subscriptionPageBytes})
 			if errors.Is(err, ErrStreamNotFound) {
 				return nil, false, nil
 			}

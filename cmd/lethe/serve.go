@@ -27,11 +27,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	f.string(&c.TLSKey, "tls-key", "LETHE_TLS_KEY", "", "PEM private key file of --tls-cert")
 	f.bool(&c.Migrate, "migrate", "LETHE_MIGRATE", false, "apply database migrations before serving")
 	f.duration(&c.ShutdownTimeout, "shutdown-timeout", "LETHE_SHUTDOWN_TIMEOUT", 30*time.Second, "how long to drain requests on shutdown")
-	var maxBody, maxEvents, maxEventBytes, snapshotEvery int
+	var snapshotEvery int
 	f.int(&snapshotEvery, "snapshot-every", "LETHE_SNAPSHOT_EVERY", 1000, "save a state snapshot when a state load folded this many events past the newest one")
-	f.int(&maxBody, "max-body-bytes", "LETHE_MAX_BODY_BYTES", 4<<20, "largest request body accepted")
-	f.int(&maxEvents, "max-events-per-append", "LETHE_MAX_EVENTS_PER_APPEND", 1000, "most events in one append")
-	f.int(&maxEventBytes, "max-event-bytes", "LETHE_MAX_EVENT_BYTES", 1<<20, "largest event (data plus metadata)")
+	limits := limitFlags()
+	for _, l := range limits {
+		f.int(&l.v, l.flag, l.env, l.def, l.help)
+	}
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -41,7 +42,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("TLS needs both LETHE_TLS_CERT and LETHE_TLS_KEY")
 	}
-	if err := checkLimits(maxBody, maxEvents, maxEventBytes); err != nil {
+	lim, err := checkLimits(limits)
+	if err != nil {
 		return err
 	}
 	// The key pair is loaded before anything else happens, so that a bad
@@ -68,7 +70,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	a, err := app.Open(ctx, app.Config{
 		Logger: log, DatabaseURL: c.DatabaseURL, Migrate: c.Migrate, Vault: c.Vault,
 		AdminToken: adminToken, SnapshotEvery: snapshotEvery,
-		Limits: api.Limits{MaxBodyBytes: int64(maxBody), MaxEventsPerAppend: maxEvents, MaxEventBytes: maxEventBytes},
+		Limits: lim,
 	})
 	if err != nil {
 		return err
@@ -85,26 +87,54 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	return serveHTTP(ctx, log, c, cert, a.Handler())
 }
 
+// limitFlag is a limit of api.Limits set by a flag and a variable.
+type limitFlag struct {
+	flag, env string
+	def       int
+	help      string
+	set       func(*api.Limits, int)
+	v         int
+}
+
+// limitFlags are the limits `lethe serve` takes (docs/operations.md lists
+// them).
+func limitFlags() []*limitFlag {
+	return []*limitFlag{
+		{"max-body-bytes", "LETHE_MAX_BODY_BYTES", 4 << 20, "largest request body accepted",
+			func(l *api.Limits, v int) { l.MaxBodyBytes = int64(v) }, 0},
+		{"max-events-per-append", "LETHE_MAX_EVENTS_PER_APPEND", 1000, "most events in one append",
+			func(l *api.Limits, v int) { l.MaxEventsPerAppend = v }, 0},
+		{"max-event-bytes", "LETHE_MAX_EVENT_BYTES", 1 << 20, "largest event (data plus metadata)",
+			func(l *api.Limits, v int) { l.MaxEventBytes = v }, 0},
+		{"max-leaves-per-event", "LETHE_MAX_LEAVES_PER_EVENT", 1000, "most values (strings, numbers, booleans, nulls) in one event's data",
+			func(l *api.Limits, v int) { l.MaxLeavesPerEvent = v }, 0},
+		{"max-leaves-per-append", "LETHE_MAX_LEAVES_PER_APPEND", 100_000, "most values in the data of all the events of one append",
+			func(l *api.Limits, v int) { l.MaxLeavesPerAppend = v }, 0},
+		{"max-subjects-per-append", "LETHE_MAX_SUBJECTS_PER_APPEND", 100, "most distinct data subjects one append declares",
+			func(l *api.Limits, v int) { l.MaxSubjectsPerAppend = v }, 0},
+		{"max-page-bytes", "LETHE_MAX_PAGE_BYTES", 16 << 20, "a page of a read ends once its events reach this many bytes",
+			func(l *api.Limits, v int) { l.MaxPageBytes = v }, 0},
+		{"max-subscriptions-per-token", "LETHE_MAX_SUBSCRIPTIONS_PER_TOKEN", 16, "most subscriptions one token holds open on this process",
+			func(l *api.Limits, v int) { l.MaxSubscriptionsPerToken = v }, 0},
+	}
+}
+
 // checkLimits refuses limits that cannot be meant: negative ones (0 is the
-// default), and more events per append than the store takes.
-func checkLimits(maxBody, maxEvents, maxEventBytes int) error {
-	for _, l := range []struct {
-		v         int
-		env, flag string
-	}{
-		{maxBody, "LETHE_MAX_BODY_BYTES", "--max-body-bytes"},
-		{maxEvents, "LETHE_MAX_EVENTS_PER_APPEND", "--max-events-per-append"},
-		{maxEventBytes, "LETHE_MAX_EVENT_BYTES", "--max-event-bytes"},
-	} {
+// default), and more events per append than the store takes. It returns
+// the limits as api.Limits.
+func checkLimits(flags []*limitFlag) (api.Limits, error) {
+	var lim api.Limits
+	for _, l := range flags {
 		if l.v < 0 {
-			return fmt.Errorf("%s (%s) is %d: want 0 (the default) or more", l.env, l.flag, l.v)
+			return api.Limits{}, fmt.Errorf("%s (--%s) is %d: want 0 (the default) or more", l.env, l.flag, l.v)
 		}
+		l.set(&lim, l.v)
 	}
-	if maxEvents > eventstore.MaxEventsPerAppend {
-		return fmt.Errorf("LETHE_MAX_EVENTS_PER_APPEND (--max-events-per-append) is %d: the store takes at most %d events per append",
-			maxEvents, eventstore.MaxEventsPerAppend)
+	if lim.MaxEventsPerAppend > eventstore.MaxEventsPerAppend {
+		return api.Limits{}, fmt.Errorf("LETHE_MAX_EVENTS_PER_APPEND (--max-events-per-append) is %d: the store takes at most %d events per append",
+			lim.MaxEventsPerAppend, eventstore.MaxEventsPerAppend)
 	}
-	return nil
+	return lim, nil
 }
 
 // serveHTTP serves until ctx ends, then drains in-flight requests: HTTPS

@@ -545,18 +545,23 @@ func scanEvent(row pgx.Row) (eventstore.RecordedEvent, error) {
 	err := row.Scan(&e.StreamID, &e.Version, &e.Position, &id, &e.Type, (*[]byte)(&e.Data), (*[]byte)(&e.Metadata), &e.RecordedAt, &actor, &e.Link, &e.SubjectRefs, &e.ErasedRefs)
 	e.ID, e.Actor = id.Bytes, actor.String
 	e.RecordedAt = e.RecordedAt.UTC()
+	e.Size = len(e.Data) + len(e.Metadata)
 	return e, err
 }
 
-func collectEvents(rows pgx.Rows) ([]eventstore.RecordedEvent, error) {
+func collectEvents(rows pgx.Rows, maxBytes int) ([]eventstore.RecordedEvent, error) {
 	defer rows.Close()
 	var events []eventstore.RecordedEvent
+	size := 0
 	for rows.Next() {
 		e, err := scanEvent(rows)
 		if err != nil {
 			return nil, err
 		}
 		events = append(events, e)
+		if size += e.Size; maxBytes > 0 && size >= maxBytes {
+			break
+		}
 	}
 	return events, rows.Err()
 }
@@ -590,7 +595,7 @@ func (s *Store) readStream(ctx context.Context, streamID string, opts eventstore
 	if err != nil {
 		return nil, err
 	}
-	return collectEvents(rows)
+	return collectEvents(rows, opts.MaxBytes)
 }
 
 func (s *Store) queryStream(ctx context.Context, streamID string, opts eventstore.ReadStreamOptions) (pgx.Rows, error) {
@@ -614,7 +619,7 @@ func (s *Store) ReadStreamEach(ctx context.Context, streamID string, opts events
 	if err != nil {
 		return fmt.Errorf("read stream %s: %w", streamID, err)
 	}
-	n := 0
+	n, size := 0, 0
 	for rows.Next() {
 		e, err := scanEvent(rows)
 		if err == nil {
@@ -625,6 +630,9 @@ func (s *Store) ReadStreamEach(ctx context.Context, streamID string, opts events
 			return err
 		}
 		n++
+		if size += e.Size; opts.MaxBytes > 0 && size >= opts.MaxBytes {
+			break
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -668,7 +676,7 @@ func (s *Store) EventsByID(ctx context.Context, ids []eventstore.EventID) ([]eve
 	if err != nil {
 		return nil, fmt.Errorf("events by id: %w", err)
 	}
-	found, err := collectEvents(rows)
+	found, err := collectEvents(rows, 0)
 	if err != nil {
 		return nil, fmt.Errorf("events by id: %w", err)
 	}
@@ -751,6 +759,7 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 	var page eventstore.AllPage
 	var horizon int64
 	var maxPosition pgtype.Int8
+	size, full := 0, false
 	for rows.Next() {
 		var (
 			e        eventstore.RecordedEvent
@@ -769,17 +778,22 @@ func (s *Store) ReadAll(ctx context.Context, opts eventstore.ReadAllOptions) (ev
 			continue
 		}
 		e.StreamID, e.Version, e.Position, e.ID, e.Type, e.RecordedAt, e.Actor = stream.String, version.Int64, position.Int64, id.Bytes, typ.String, at.Time.UTC(), actor.String
+		e.Size = len(e.Data) + len(e.Metadata)
 		if page.Events == nil {
 			// Sized on the first event, not before: an idle poll
 			// allocates nothing, and a full page seldom grows.
 			page.Events = make([]eventstore.RecordedEvent, 0, min(limit, 1024))
 		}
 		page.Events = append(page.Events, e)
+		if size += e.Size; opts.MaxBytes > 0 && size >= opts.MaxBytes {
+			full = true
+			break
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return eventstore.AllPage{}, fmt.Errorf("read $all: %w", err)
 	}
-	if len(page.Events) == limit {
+	if full || len(page.Events) == limit {
 		page.Next = page.Events[len(page.Events)-1].Position
 	} else {
 		page.Next = max(opts.After, horizon-1)
@@ -890,7 +904,7 @@ func (s *Store) SubjectEvents(ctx context.Context, ref string, pageSize int, foo
 			if err != nil {
 				return fmt.Errorf("events of a subject: %w", err)
 			}
-			page, err := collectEvents(rows)
+			page, err := collectEvents(rows, 0)
 			if err != nil {
 				return fmt.Errorf("events of a subject: %w", err)
 			}

@@ -146,7 +146,7 @@ func Open(ctx context.Context, cfg Config) (_ *App, err error) {
 	a.policies = fpg.NewPolicies(a.pool)
 	a.keys = noKeyStore{}
 	if cfg.Vault.configured() {
-		if a.vault, err = openVault(ctx, cfg.Vault, a.log, metrics, fpg.NewReferenceBinding(a.pool)); err != nil {
+		if a.vault, err = openVault(ctx, cfg.Vault, a.log, metrics, fpg.NewReferenceBinding(a.pool), a.ledger); err != nil {
 			return nil, err
 		}
 		a.keys = a.vault

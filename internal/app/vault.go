@@ -46,8 +46,9 @@ func (c VaultConfig) configured() bool { return c.Addr != "" || c.Client != nil 
 // variables for TLS (VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT,
 // VAULT_CLIENT_KEY, VAULT_TLS_SERVER_NAME, VAULT_SKIP_VERIFY) and
 // VAULT_NAMESPACE; the address and credentials come from Lethe's own.
-func openVault(ctx context.Context, c VaultConfig, log *slog.Logger, obs vault.Observer, binding vault.ReferenceBinding) (*vault.Store, error) {
-	cfg := vault.Config{Client: c.Client, Mount: c.Mount, Prefix: c.Prefix, Logger: log, Observer: obs, CacheTTL: c.CacheTTL, Binding: binding}
+func openVault(ctx context.Context, c VaultConfig, log *slog.Logger, obs vault.Observer, binding vault.ReferenceBinding, erasures vault.Erasures) (*vault.Store, error) {
+	cfg := vault.Config{Client: c.Client, Mount: c.Mount, Prefix: c.Prefix, Logger: log, Observer: obs, CacheTTL: c.CacheTTL,
+		Binding: binding, Erasures: erasures}
 	if cfg.Client == nil {
 		vc := vaultapi.DefaultConfig()
 		if vc.Error != nil {

@@ -65,6 +65,7 @@ type Vault struct {
 
 	mu      sync.Mutex
 	stopped bool
+	paused  bool
 }
 
 // Timeouts for Vault.
@@ -566,6 +567,40 @@ func (v *Vault) CACert() string { return v.caFile }
 // RootToken returns the server's root token.
 func (v *Vault) RootToken() string { return v.token }
 
+// Pause freezes the server (SIGSTOP): it keeps its connections and its
+// port but answers nothing, as a Vault stuck in a long garbage collection
+// or on a stalled disk does. Resume, or Stop, wakes it.
+func (v *Vault) Pause() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.stopped || v.cmd == nil {
+		return errors.New("pause vault: not running")
+	}
+	if err := v.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("pause vault: %w", err)
+	}
+	v.paused = true
+	return nil
+}
+
+// Resume wakes a server frozen by Pause (SIGCONT).
+func (v *Vault) Resume() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.resume()
+}
+
+func (v *Vault) resume() error {
+	if !v.paused {
+		return nil
+	}
+	if err := v.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("resume vault: %w", err)
+	}
+	v.paused = false
+	return nil
+}
+
 // Stop stops the server: SIGINT, then SIGKILL if it has not exited after 10
 // seconds or when ctx ends. Stopping a stopped server does nothing.
 func (v *Vault) Stop(ctx context.Context) error {
@@ -578,6 +613,7 @@ func (v *Vault) Stop(ctx context.Context) error {
 	_, hostPort, _ := strings.Cut(v.addr, "://")
 	fmt.Fprintf(v.log, "stopping Vault on %s\n", hostPort)
 	_ = v.cmd.Process.Signal(syscall.SIGINT)
+	_ = v.resume() // a paused server handles the signal once woken
 	timer := time.NewTimer(vaultStopTimeout)
 	defer timer.Stop()
 	var err error

@@ -84,6 +84,20 @@ type Config struct {
 	// secret is created only for a database without a binding and without
 	// subjects. Without it, the secret is created on first use.
 	Binding ReferenceBinding
+
+	// Erasures, if set, is asked after each key this store creates
+	// whether the subject was erased meanwhile (the erasure ledger;
+	// forgettable/postgres implements it): if so, the new key is
+	// destroyed at once. The check runs in the shared lookup that created
+	// the key, so it happens even when every caller waiting for it has
+	// gone away; the caller that claims the creation checks again.
+	Erasures Erasures
+}
+
+// Erasures tells which subject references are erased (the erasure
+// ledger).
+type Erasures interface {
+	Erased(ctx context.Context, refs []keystore.Ref) (map[keystore.Ref]bool, error)
 }
 
 // ReferenceBinding is where the database records the fingerprint of the
@@ -129,6 +143,7 @@ type Store struct {
 	loginMu     sync.Mutex
 
 	binding   ReferenceBinding // nil: the secret is created on first use
+	erasures  Erasures         // nil: created keys are not checked here
 	refMu     sync.Mutex
 	refSecret atomic.Pointer[[]byte] // set once; never changes
 
@@ -183,14 +198,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Observer = nopObserver{}
 	}
 	s := &Store{
-		client:  cfg.Client,
-		kv:      cfg.Client.KVv2(mount),
-		mount:   mount,
-		prefix:  prefix,
-		log:     cfg.Logger,
-		obs:     cfg.Observer,
-		cache:   newCache(cfg.CacheSize, cfg.CacheTTL),
-		binding: cfg.Binding,
+		client:   cfg.Client,
+		kv:       cfg.Client.KVv2(mount),
+		mount:    mount,
+		prefix:   prefix,
+		log:      cfg.Logger,
+		obs:      cfg.Observer,
+		cache:    newCache(cfg.CacheSize, cfg.CacheTTL),
+		binding:  cfg.Binding,
+		erasures: cfg.Erasures,
 	}
 	if cfg.AppRole != nil {
 		s.authMount = strings.Trim(cfg.AppRole.MountPath, "/")
@@ -611,6 +627,15 @@ func (s *Store) CurrentKey(ctx context.Context, ref keystore.Ref) (keystore.Key,
 		if err != nil {
 			return nil, err
 		}
+		if created && s.erasures != nil {
+			erased, err := s.destroyIfErased(ctx, ref)
+			if err != nil {
+				return nil, err
+			}
+			if erased { // not cached: the claimer finds the subject erased
+				return &flightResult{keys: sk, created: true}, nil
+			}
+		}
 		s.cache.put(ticket, sk)
 		return &flightResult{keys: sk, created: created}, nil
 	})
@@ -620,6 +645,25 @@ func (s *Store) CurrentKey(ctx context.Context, ref keystore.Ref) (keystore.Key,
 	r := v.(*flightResult)
 	created := r.created && r.claimed.CompareAndSwap(false, true)
 	return r.keys.currentKey(), created, nil
+}
+
+// destroyIfErased destroys ref's key, just created, if the erasure ledger
+// says ref is erased (an erasure recorded while the key was being made),
+// and reports whether it did.
+func (s *Store) destroyIfErased(ctx context.Context, ref keystore.Ref) (bool, error) {
+	erased, err := s.erasures.Erased(ctx, []keystore.Ref{ref})
+	if err != nil {
+		s.log.Warn("a key was created but the erasure ledger could not be asked whether its subject is erased; `lethe erasures reapply` destroys it if so", "ref", ref, "err", err)
+		return false, fmt.Errorf("%w: check the key of %s against the erasure ledger: %w", keystore.ErrUnavailable, ref, err)
+	}
+	if !erased[ref] {
+		return false, nil
+	}
+	if _, err := s.Destroy(ctx, ref); err != nil {
+		return true, fmt.Errorf("destroy the key created for erased %s: %w", ref, err)
+	}
+	s.log.Info("destroyed a key created for an erased subject", "ref", ref)
+	return true, nil
 }
 
 func (s *Store) readOrCreate(ctx context.Context, ref keystore.Ref) (*subjectKeys, bool, error) {

@@ -106,8 +106,11 @@ type Opener interface {
 // Options configure a Runner.
 type Options struct {
 	Logger *slog.Logger
-	// BatchSize is the most events of $all one batch reads (default 1,000).
-	BatchSize int
+	// BatchSize is the most events of $all one batch reads (default 1,000),
+	// and BatchBytes the most bytes (default 16 MiB): a batch ends after
+	// the event whose data and metadata, as stored, reach it.
+	BatchSize  int
+	BatchBytes int
 	// Idle is how long a caught-up projection waits before looking again
 	// when no change is announced (default 1s).
 	Idle time.Duration
@@ -140,6 +143,9 @@ func NewRunner(pool *pgxpool.Pool, log Log, opener Opener, opts Options) *Runner
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 1000
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = 16 << 20
 	}
 	if opts.Idle <= 0 {
 		opts.Idle = time.Second
@@ -275,39 +281,24 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 			return 0, false, err
 		}
 	}
-	tx, pos, reset, err := r.lock(ctx, p)
+	c, err := r.claim(ctx, p)
 	if err != nil {
 		return 0, false, err
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	r.mu.Lock()
-	setUp := r.setUp[p.Name]
-	r.mu.Unlock()
-	if (!setUp || reset) && p.Setup != nil {
-		if err := p.Setup(ctx, tx); err != nil {
-			return 0, false, fmt.Errorf("projection %s: setup: %w", p.Name, err)
-		}
+	defer r.unclaim(ctx, c, p)
+	at := checkpoint{}
+	if err := c.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1`, p.Name).Scan(&at.pos, &at.reset); err != nil {
+		return 0, false, fmt.Errorf("projection %s: checkpoint: %w", p.Name, err)
 	}
-	if reset {
-		if err := p.Reset(ctx, tx); err != nil {
-			return 0, false, fmt.Errorf("projection %s: reset: %w", p.Name, err)
-		}
-		if p.Setup != nil {
-			if err := p.Setup(ctx, tx); err != nil {
-				return 0, false, fmt.Errorf("projection %s: setup: %w", p.Name, err)
-			}
-		}
-	}
-	if log, ok := r.log.(allStreamer); ok && (busy || reset) {
-		applied, more, err = r.catchUp(ctx, tx, p, pos, log)
+	if log, ok := r.log.(allStreamer); ok && (busy || at.reset) {
+		applied, more, err = r.catchUp(ctx, c, p, at, log)
 	} else {
-		applied, more, err = r.page(ctx, tx, p, pos)
+		applied, more, err = r.page(ctx, c, p, at)
 	}
 	if err != nil {
 		return applied, false, err
 	}
 	r.mu.Lock()
-	r.setUp[p.Name] = true
 	r.busy[p.Name] = more
 	r.mu.Unlock()
 	// Held-back events are not "more": the runner waits for a change or
@@ -315,41 +306,65 @@ func (r *Runner) step(ctx context.Context, p Projection) (applied int, more bool
 	return applied, more, nil
 }
 
-// lock begins a batch's transaction and locks the projection's checkpoint,
-// returning its position and whether a rebuild is requested; errBusy if
-// another process holds it.
-func (r *Runner) lock(ctx context.Context, p Projection) (tx pgx.Tx, pos int64, reset bool, err error) {
-	tx, err = r.pool.Begin(ctx)
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("projection %s: %w", p.Name, err)
-	}
-	// A batch's commit need not wait for the WAL flush: the checkpoint
-	// and the read model commit together, so a crash that loses the last
-	// batches loses both, and the runner applies them again.
-	if _, err = tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err == nil {
-		err = tx.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1 FOR UPDATE SKIP LOCKED`, p.Name).Scan(&pos, &reset)
-		if errors.Is(err, pgx.ErrNoRows) {
-			err = errBusy
-		}
-	}
-	if err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		if errors.Is(err, errBusy) {
-			return nil, 0, false, err
-		}
-		return nil, 0, false, fmt.Errorf("projection %s: lock checkpoint: %w", p.Name, err)
-	}
-	return tx, pos, reset, nil
+// checkpoint is where a projection stands: the position of the last event
+// it has applied, and whether a rebuild is requested.
+type checkpoint struct {
+	pos   int64
+	reset bool
 }
 
-// page applies one page of $all after pos (ReadAll) in tx and commits.
-func (r *Runner) page(ctx context.Context, tx pgx.Tx, p Projection, pos int64) (applied int, more bool, err error) {
-	page, err := r.log.ReadAll(ctx, eventstore.ReadAllOptions{After: pos, Limit: r.opts.BatchSize})
+// claim takes the projection for this runner: a session advisory lock on
+// a connection of the pool, kept for the Step, or errBusy if a runner in
+// another process holds it. An advisory lock takes no transaction id, so
+// a batch waiting on Vault (opening events for a projection with personal
+// access, key fetches and their retries included) holds back no reader of
+// $all: the batch's transaction opens only once the events are opened, to
+// write them (see commit).
+func (r *Runner) claim(ctx context.Context, p Projection) (*pgxpool.Conn, error) {
+	c, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("projection %s: %w", p.Name, err)
+	}
+	var got bool
+	if err := c.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended('lethe.projection:' || $1, 0))`, p.Name).Scan(&got); err != nil {
+		c.Release()
+		return nil, fmt.Errorf("projection %s: claim: %w", p.Name, err)
+	}
+	if !got {
+		c.Release()
+		return nil, errBusy
+	}
+	return c, nil
+}
+
+// unclaim releases the projection's advisory lock and the connection; a
+// connection whose lock cannot be released is closed (which releases it).
+func (r *Runner) unclaim(ctx context.Context, c *pgxpool.Conn, p Projection) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := c.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended('lethe.projection:' || $1, 0))`, p.Name); err != nil {
+		_ = c.Conn().Close(ctx)
+	}
+	c.Release()
+}
+
+// errMoved: the checkpoint is no longer where the batch was read from (a
+// rebuild was requested meanwhile); the batch is dropped, the next Step
+// starts from the new checkpoint.
+var errMoved = errors.New("checkpoint moved")
+
+// page applies one page of $all after the checkpoint (ReadAll).
+func (r *Runner) page(ctx context.Context, c *pgxpool.Conn, p Projection, at checkpoint) (applied int, more bool, err error) {
+	page, err := r.log.ReadAll(ctx, eventstore.ReadAllOptions{After: at.pos, Limit: r.opts.BatchSize, MaxBytes: r.opts.BatchBytes})
 	if err != nil {
 		return 0, false, fmt.Errorf("projection %s: read $all: %w", p.Name, err)
 	}
-	applied, err = r.commit(ctx, tx, p, page.Events, page.Next)
-	return applied, len(page.Events) == r.opts.BatchSize, err
+	applied, err = r.commit(ctx, c, p, at, page.Events, page.Next)
+	if errors.Is(err, errMoved) {
+		return 0, false, nil
+	}
+	full := len(page.Events) == r.opts.BatchSize || (len(page.Events) > 0 && page.Next == page.Events[len(page.Events)-1].Position)
+	return applied, full, err
 }
 
 // allStreamer reads $all in one statement (eventstore/postgres Store).
@@ -361,16 +376,13 @@ type allStreamer interface {
 // bound on a Step's work (and on how long its read holds a snapshot).
 const catchUpBatches = 100
 
-// catchUp applies the log after pos while reading it, for a projection that
-// is behind (rebuilding, or its last batch was full): one statement
-// (ReadAllEach) streams up to catchUpBatches batches, which apply as they
-// arrive, each committed with its checkpoint as a page's would be. The
-// first applies in tx, which holds the checkpoint's lock; each later one
-// takes the lock again in a transaction of its own and goes on only if the
-// checkpoint is where the run left it (a rebuild request, or a runner in
-// another process, stops the run). Memory is bounded: the read waits while
-// two batches are ready and not yet applied.
-func (r *Runner) catchUp(ctx context.Context, tx pgx.Tx, p Projection, pos int64, log allStreamer) (applied int, more bool, err error) {
+// catchUp applies the log after the checkpoint while reading it, for a
+// projection that is behind (rebuilding, or its last batch was full): one
+// statement (ReadAllEach) streams up to catchUpBatches batches, which
+// apply as they arrive, each committed with its checkpoint as a page's
+// would be. A rebuild request meanwhile stops the run. Memory is bounded:
+// the read waits while two batches are ready and not yet applied.
+func (r *Runner) catchUp(ctx context.Context, c *pgxpool.Conn, p Projection, at checkpoint, log allStreamer) (applied int, more bool, err error) {
 	limit := r.opts.BatchSize * catchUpBatches
 	readCtx, cancel := context.WithCancel(ctx)
 	batches := make(chan []eventstore.RecordedEvent, 2)
@@ -379,19 +391,20 @@ func (r *Runner) catchUp(ctx context.Context, tx pgx.Tx, p Projection, pos int64
 	go func() {
 		defer close(batches)
 		batch := make([]eventstore.RecordedEvent, 0, r.opts.BatchSize)
+		size := 0
 		send := func() error {
 			select {
 			case batches <- batch:
-				batch = make([]eventstore.RecordedEvent, 0, r.opts.BatchSize)
+				batch, size = make([]eventstore.RecordedEvent, 0, r.opts.BatchSize), 0
 				return nil
 			case <-readCtx.Done():
 				return readCtx.Err()
 			}
 		}
-		read, readErr = log.ReadAllEach(readCtx, eventstore.ReadAllEachOptions{After: pos, Limit: limit, WithoutData: p.DataFree},
+		read, readErr = log.ReadAllEach(readCtx, eventstore.ReadAllEachOptions{After: at.pos, Limit: limit, WithoutData: p.DataFree},
 			func(e eventstore.RecordedEvent) error {
-				batch = append(batch, e)
-				if len(batch) < r.opts.BatchSize {
+				batch, size = append(batch, e), size+e.Size
+				if len(batch) < r.opts.BatchSize && size < r.opts.BatchBytes {
 					return nil
 				}
 				return send()
@@ -407,45 +420,61 @@ func (r *Runner) catchUp(ctx context.Context, tx pgx.Tx, p Projection, pos int64
 	}()
 	first := true
 	for batch := range batches {
-		if !first {
-			var at int64
-			var reset bool
-			tx, at, reset, err = r.lock(ctx, p)
-			if errors.Is(err, errBusy) {
-				return applied, false, nil
-			}
-			if err != nil {
-				return applied, false, err
-			}
-			if at != pos || reset {
-				_ = tx.Rollback(ctx)
-				return applied, false, nil
-			}
-		}
 		first = false
 		last := batch[len(batch)-1].Position
-		n, err := r.commit(ctx, tx, p, batch, last)
+		n, err := r.commit(ctx, c, p, at, batch, last)
+		if errors.Is(err, errMoved) {
+			return applied, false, nil
+		}
 		if err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
 			return applied, false, err
 		}
-		applied, pos = applied+n, last
+		applied, at = applied+n, checkpoint{pos: last}
 	}
 	// The channel is closed: the read has ended and set read and readErr.
 	if readErr != nil {
 		return applied, false, fmt.Errorf("projection %s: read $all: %w", p.Name, readErr)
 	}
 	if first { // nothing to read: the reset (if any) commits alone
-		if _, err := r.commit(ctx, tx, p, nil, pos); err != nil {
+		if _, err := r.commit(ctx, c, p, at, nil, at.pos); err != nil && !errors.Is(err, errMoved) {
 			return 0, false, err
 		}
 	}
 	return applied, read == limit, nil
 }
 
-// commit applies events in tx, moves the checkpoint to next and commits.
-func (r *Runner) commit(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.RecordedEvent, next int64) (int, error) {
-	applied, err := r.apply(ctx, tx, p, events)
+// commit applies a batch of $all read after at and moves the checkpoint
+// to next. The events are opened first, outside any transaction (opening
+// may wait on Vault); then one transaction locks the checkpoint, checks
+// it is still at (errMoved if not), runs Setup and Reset as needed,
+// applies the batch, moves the checkpoint and commits. A batch's commit
+// need not wait for the WAL flush: the checkpoint and the read model
+// commit together, so a crash that loses the last batches loses both, and
+// the runner applies them again.
+func (r *Runner) commit(ctx context.Context, c *pgxpool.Conn, p Projection, at checkpoint, events []eventstore.RecordedEvent, next int64) (int, error) {
+	opened, err := r.open(ctx, p, events)
+	if err != nil {
+		return 0, err
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: %w", p.Name, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var now checkpoint
+	if _, err = tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err == nil {
+		err = tx.QueryRow(ctx, `SELECT position, reset_requested FROM projection_checkpoints WHERE name = $1 FOR UPDATE`, p.Name).Scan(&now.pos, &now.reset)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("projection %s: lock checkpoint: %w", p.Name, err)
+	}
+	if now != at {
+		return 0, errMoved
+	}
+	if err := r.prepare(ctx, tx, p, at.reset); err != nil {
+		return 0, err
+	}
+	applied, err := r.apply(ctx, tx, p, events, opened)
 	if err != nil {
 		return 0, err
 	}
@@ -461,37 +490,70 @@ func (r *Runner) commit(ctx context.Context, tx pgx.Tx, p Projection, events []e
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("projection %s: commit: %w", p.Name, err)
 	}
+	r.mu.Lock()
+	r.setUp[p.Name] = true
+	r.mu.Unlock()
 	return applied, nil
 }
 
-// apply hands a page of $all to a projection in tx: the events it wants,
-// opened for its access, to Apply or ApplyBatch, and the erasure records
-// to Forget, in position order. It returns how many events reached Apply
-// or Forget.
-func (r *Runner) apply(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.RecordedEvent) (applied int, err error) {
+// prepare runs the projection's Setup before this runner's first batch,
+// and Reset (then Setup again) when a rebuild is requested.
+func (r *Runner) prepare(ctx context.Context, tx pgx.Tx, p Projection, reset bool) error {
+	r.mu.Lock()
+	setUp := r.setUp[p.Name]
+	r.mu.Unlock()
+	if (!setUp || reset) && p.Setup != nil {
+		if err := p.Setup(ctx, tx); err != nil {
+			return fmt.Errorf("projection %s: setup: %w", p.Name, err)
+		}
+	}
+	if !reset {
+		return nil
+	}
+	if err := p.Reset(ctx, tx); err != nil {
+		return fmt.Errorf("projection %s: reset: %w", p.Name, err)
+	}
+	if p.Setup != nil {
+		if err := p.Setup(ctx, tx); err != nil {
+			return fmt.Errorf("projection %s: setup: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// open returns the events of a batch that the projection wants, opened for
+// its access and upcast; for a data-free projection, their envelopes.
+func (r *Runner) open(ctx context.Context, p Projection, events []eventstore.RecordedEvent) ([]forgettable.RecordedEvent, error) {
 	wanted := make([]eventstore.RecordedEvent, 0, len(events))
 	for _, e := range events {
 		if p.wants(e) {
 			wanted = append(wanted, e)
 		}
 	}
-	var opened []forgettable.RecordedEvent
 	if p.DataFree {
-		opened = make([]forgettable.RecordedEvent, len(wanted))
+		opened := make([]forgettable.RecordedEvent, len(wanted))
 		for i := range wanted {
 			o := &opened[i].RecordedEvent
 			*o = wanted[i]
 			o.Data, o.Metadata, o.SubjectRefs, o.ErasedRefs = nil, nil, nil, nil
 		}
-	} else {
-		opened, err = r.opener.Open(ctx, wanted, p.Access)
-		if err == nil {
-			opened, err = r.opts.Upcasters.UpcastAll(opened)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("projection %s: open events: %w", p.Name, err)
-		}
+		return opened, nil
 	}
+	opened, err := r.opener.Open(ctx, wanted, p.Access)
+	if err == nil {
+		opened, err = r.opts.Upcasters.UpcastAll(opened)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("projection %s: open events: %w", p.Name, err)
+	}
+	return opened, nil
+}
+
+// apply hands a batch of $all to a projection in tx: the events it wants
+// (opened, from open) to Apply or ApplyBatch, and the erasure records to
+// Forget, in position order. It returns how many events reached Apply or
+// Forget.
+func (r *Runner) apply(ctx context.Context, tx pgx.Tx, p Projection, events []eventstore.RecordedEvent, opened []forgettable.RecordedEvent) (applied int, err error) {
 	// opened[from:k] are the events not applied yet (ApplyBatch): a run
 	// between erasure records.
 	from, k := 0, 0
