@@ -3,8 +3,9 @@
 // with its no-skip guarantee. Each batch's read-model writes and the
 // projection's checkpoint commit in one transaction, so a crash or a kill
 // never loses or doubles an effect; any number of `lethe serve` processes
-// may run the same projections (a row lock on the checkpoint makes one
-// apply each batch).
+// may run the same projections (a session advisory lock makes one apply
+// each step). A batch's transaction opens only once its events are opened
+// (which may wait on Vault), so a slow Vault holds back no reader of $all.
 //
 // Erasure reaches every read model: the runner hands each erasure record
 // ($lethe-erasures, "subject-fenced" and "subject-erased") to the projection's Forget, in
