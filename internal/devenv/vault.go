@@ -580,7 +580,41 @@ func (v *Vault) Pause() error {
 		return fmt.Errorf("pause vault: %w", err)
 	}
 	v.paused = true
-	return nil
+	// The signal is delivered asynchronously: wait until every thread has
+	// stopped (state T in /proc), so that the caller's next request
+	// certainly meets a frozen server.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		stopped, err := allThreadsStopped(v.cmd.Process.Pid)
+		if err != nil || stopped {
+			return nil // without /proc, the signal is all there is
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pause vault: process %d not stopped 10s after SIGSTOP", v.cmd.Process.Pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// allThreadsStopped reports whether every thread of process pid is
+// stopped, from /proc (Linux).
+func allThreadsStopped(pid int) (bool, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "stat"))
+		if err != nil {
+			return false, nil // a thread that ended: look again
+		}
+		// The state follows the command name, in parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // Resume wakes a server frozen by Pause (SIGCONT).
