@@ -1,0 +1,112 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lethe-store/lethe/api"
+	"github.com/lethe-store/lethe/api/client"
+	"github.com/lethe-store/lethe/api/wire"
+	"github.com/lethe-store/lethe/eventstore"
+	"github.com/lethe-store/lethe/forgettable"
+	"github.com/lethe-store/lethe/internal/testenv"
+)
+
+// openBatches passes every call through to the real store and records the
+// stored sizes of the batches a subscription's live phase opens (sendLive
+// opens each batch it sends, once).
+type openBatches struct {
+	api.Events
+	mu      sync.Mutex
+	batches [][]int
+}
+
+func (o *openBatches) Open(ctx context.Context, events []eventstore.RecordedEvent, access forgettable.Access) ([]forgettable.RecordedEvent, error) {
+	sizes := make([]int, len(events))
+	for i, e := range events {
+		sizes[i] = e.Size
+	}
+	o.mu.Lock()
+	o.batches = append(o.batches, sizes)
+	o.mu.Unlock()
+	return o.Events.Open(ctx, events, access)
+}
+
+// Limits.MaxPageBytes says each batch of a subscription ends after the
+// event that brings it to the bound (docs/api.md: "Subscriptions read in
+// batches bounded the same way"). The catch-up phase honours it; the live
+// phase does not: its store reads are bounded by a fixed 16 MiB
+// (eventstore subscriptionPageBytes) and nextBatch by 500 events only, so
+// an operator's smaller bound is ignored once a subscriber is live.
+func TestReviewLiveSubscriptionBatchesAreBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	d := newDeployment(t)
+	tk := d.tokens(d.server())
+	ctx := testenv.Context(t)
+	event := func(i int) wire.NewEvent {
+		return newEvent(json.RawMessage(fmt.Sprintf(`{"n":%d,"note":"%s"}`, i, strings.Repeat("x", 200))))
+	}
+	if _, err := tk.writer.Append(ctx, "order-0", wire.Exact(-1), event(0)); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := d.open().Events().ReadStream(ctx, "order-0", eventstore.ReadStreamOptions{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := stored[0].Size
+	maxBytes := 3 * size
+
+	spy := &openBatches{}
+	hs := d.server(withLimits(func(l *api.Limits) { l.MaxPageBytes = maxBytes }), func(o *api.Options) {
+		spy.Events = o.Events
+		o.Events = spy
+	})
+	reader := client.New(hs.URL, tk.secrets[wire.RoleReader], hs.Client())
+	sub, err := reader.SubscribeAll(ctx, 0, "", nil, []string{"order"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for {
+		ev, err := sub.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind == "caught-up" {
+			break
+		}
+	}
+	// Live: ten events of the same size in one append.
+	var evs []wire.NewEvent
+	for i := range 10 {
+		evs = append(evs, event(i+1))
+	}
+	if _, err := tk.writer.Append(ctx, "order-1", wire.Exact(-1), evs...); err != nil {
+		t.Fatal(err)
+	}
+	for got := 0; got < 10; {
+		ev, err := sub.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Kind == "" {
+			got++
+		}
+	}
+	spy.mu.Lock()
+	defer spy.mu.Unlock()
+	for _, b := range spy.batches {
+		total := 0
+		for _, s := range b {
+			total += s
+		}
+		if len(b) > 0 && total-b[len(b)-1] >= maxBytes {
+			t.Errorf("a live batch of %d events, %d bytes stored, with MaxPageBytes %d (events of %d bytes): want it to end at the event that reaches the bound (3 events)",
+				len(b), total, maxBytes, size)
+		}
+	}
+}
