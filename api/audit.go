@@ -237,6 +237,9 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	err = s.download(w, r, "audit export", func(dw io.Writer) (bool, error) {
 		return WriteAuditExport(r.Context(), s.opts.Audit, q, format, dw, func() error {
+			if err := s.stillAuthenticated(r); err != nil {
+				return err // revoked while the first bytes were made: 401
+			}
 			sendDownload(w, format.ContentType(), "audit-export."+string(format))
 			return nil
 		})

@@ -36,6 +36,9 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	err := s.download(w, r, "subject export", func(dw io.Writer) (bool, error) {
 		return WriteSubjectExport(ctx, s.opts.Subjects, subject, dw, func(fp forgettable.Footprint) error {
+			if err := s.stillAuthenticated(r); err != nil {
+				return err // revoked while the first bytes were made: 401, nothing recorded
+			}
 			if err := s.record(ctx, r, &accessTally{streams: fp.Streams, refs: []string{string(fp.Ref)}, events: fp.Events, always: true}); err != nil {
 				return err
 			}
@@ -60,12 +63,8 @@ func (s *Server) exportSubject(w http.ResponseWriter, r *http.Request) {
 // before each batch): once it is revoked, the download stops — cut off,
 // without its end, if it had started; 401 unauthenticated if not.
 func (s *Server) download(w http.ResponseWriter, r *http.Request, what string, write func(io.Writer) (started bool, err error)) error {
-	hash, _ := tokenHashFrom(r.Context())
 	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w), timeout: s.limits.SSEWriteTimeout,
-		check: func() error {
-			_, err := s.principal(r.Context(), hash)
-			return err
-		}}
+		check: func() error { return s.stillAuthenticated(r) }}
 	started, err := write(dw)
 	if err == nil || !started {
 		return err
@@ -78,6 +77,16 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, what string, w
 		s.log.Error(what+" failed after it started; connection aborted", "request_id", requestID(r), "err", err)
 	}
 	panic(http.ErrAbortHandler)
+}
+
+// stillAuthenticated checks the request's token again (a lookup in the
+// authentication cache, which a revocation clears at once):
+// ErrUnauthenticated once it is revoked. A download calls it before its
+// header and before each write.
+func (s *Server) stillAuthenticated(r *http.Request) error {
+	hash, _ := tokenHashFrom(r.Context())
+	_, err := s.principal(r.Context(), hash)
+	return err
 }
 
 // sendDownload sends the header of an export's 200 answer.

@@ -87,16 +87,18 @@ func (s *Server) readUpTo(r *http.Request, streamID string, u upTo, fn func([]fo
 	var tally accessTally
 	last := int64(-1)
 	for from := int64(0); ; {
-		events, err := s.opts.Events.ReadStream(r.Context(), streamID, eventstore.ReadStreamOptions{From: from, Limit: foldPage}, a)
+		events, err := s.opts.Events.ReadStream(r.Context(), streamID, eventstore.ReadStreamOptions{From: from, Limit: foldPage, MaxBytes: s.limits.MaxPageBytes}, a)
 		if err != nil {
 			return err
 		}
-		full := len(events) == foldPage
-		if n := len(events); n > 0 {
+		// A page cut by size is full too: more may follow.
+		full := len(events) == foldPage || cutBySize(events, s.limits.MaxPageBytes)
+		n := len(events)
+		if n > 0 {
 			last = events[n-1].Version
 			from = last + 1
 		}
-		cut := len(events)
+		cut := n
 		for i, e := range events {
 			if (u.version >= 0 && e.Version > u.version) || (u.at != nil && e.RecordedAt.After(*u.at)) {
 				cut = i
@@ -108,7 +110,7 @@ func (s *Server) readUpTo(r *http.Request, streamID string, u upTo, fn func([]fo
 		if err := fn(events); err != nil {
 			return err
 		}
-		if cut < foldPage || !full {
+		if cut < n || !full {
 			break
 		}
 	}

@@ -53,11 +53,12 @@ func (f *allFeed) catchUp(ctx context.Context) ([]forgettable.RecordedEvent, boo
 	f.after = page.Next
 	// Held-back events are left to the live subscription, which waits for
 	// them with a backoff. Lethe's own streams are never shown.
-	return withoutSystem(page.Events), len(page.Events) < ssePage && !full(page.Events, f.s.limits.MaxPageBytes), nil
+	return withoutSystem(page.Events), len(page.Events) < ssePage && !cutBySize(page.Events, f.s.limits.MaxPageBytes), nil
 }
 
 func (f *allFeed) live() *eventstore.Subscription {
-	return f.s.opts.Subscriber.SubscribeToAll(eventstore.SubscribeAllOptions{After: f.after, Types: f.types, Categories: f.categories})
+	return f.s.opts.Subscriber.SubscribeToAll(eventstore.SubscribeAllOptions{After: f.after, Types: f.types, Categories: f.categories,
+		MaxBytes: f.s.limits.MaxPageBytes})
 }
 
 func (f *allFeed) checkpoint() int64 { return f.after }
@@ -82,11 +83,12 @@ func (f *streamFeed) catchUp(ctx context.Context) ([]forgettable.RecordedEvent, 
 	if n := len(events); n > 0 {
 		f.next, f.last = events[n-1].Version+1, events[n-1].Position
 	}
-	return events, len(events) < ssePage && !full(events, f.s.limits.MaxPageBytes), nil
+	return events, len(events) < ssePage && !cutBySize(events, f.s.limits.MaxPageBytes), nil
 }
 
-// full reports whether a page was cut by size (Limits.MaxPageBytes).
-func full(events []forgettable.RecordedEvent, maxBytes int) bool {
+// cutBySize reports whether a page read with MaxBytes maxBytes may have
+// been cut by size: its events reach maxBytes.
+func cutBySize(events []forgettable.RecordedEvent, maxBytes int) bool {
 	size := 0
 	for _, e := range events {
 		size += e.Size
@@ -95,7 +97,7 @@ func full(events []forgettable.RecordedEvent, maxBytes int) bool {
 }
 
 func (f *streamFeed) live() *eventstore.Subscription {
-	return f.s.opts.Subscriber.SubscribeToStream(f.streamID, eventstore.SubscribeStreamOptions{From: f.next})
+	return f.s.opts.Subscriber.SubscribeToStream(f.streamID, eventstore.SubscribeStreamOptions{From: f.next, MaxBytes: f.s.limits.MaxPageBytes})
 }
 
 func (f *streamFeed) checkpoint() int64 { return f.last }
@@ -300,7 +302,7 @@ func (st *sseStream) live(ctx context.Context, feed sseFeed) {
 func (st *sseStream) readAhead(ctx context.Context, sub *eventstore.Subscription, batches chan<- sseBatch) {
 	defer close(batches)
 	for {
-		b := nextBatch(ctx, sub)
+		b := nextBatch(ctx, sub, st.s.limits.MaxPageBytes)
 		select {
 		case batches <- b:
 		case <-ctx.Done():
@@ -315,18 +317,18 @@ func (st *sseStream) readAhead(ctx context.Context, sub *eventstore.Subscription
 // nextBatch waits for the next live event, then takes what else sub has
 // buffered already, up to a page. An error after the first event ends the
 // batch; the next call meets it again.
-func nextBatch(ctx context.Context, sub *eventstore.Subscription) sseBatch {
+func nextBatch(ctx context.Context, sub *eventstore.Subscription, maxBytes int) sseBatch {
 	e, err := sub.Next(ctx)
 	if err != nil {
 		return sseBatch{err: err}
 	}
-	events := []eventstore.RecordedEvent{e}
-	for sub.Buffered() > 0 && len(events) < ssePage {
+	events, size := []eventstore.RecordedEvent{e}, e.Size
+	for sub.Buffered() > 0 && len(events) < ssePage && size < maxBytes {
 		e, err := sub.Next(ctx)
 		if err != nil {
 			break
 		}
-		events = append(events, e)
+		events, size = append(events, e), size+e.Size
 	}
 	return sseBatch{events: events}
 }

@@ -50,13 +50,16 @@ type SubscribeAllOptions struct {
 	Categories []string
 	// SafetyPoll overrides DefaultSafetyPoll.
 	SafetyPoll time.Duration
+	// MaxBytes bounds each batch read by stored bytes, as ReadAllOptions'
+	// does (0: 16 MiB).
+	MaxBytes int
 }
 
 // NewAllSubscription returns a subscription to the global log of store,
 // woken by changes. Stores usually offer it as a method.
 func NewAllSubscription(store Store, changes ChangeNotifier, opts SubscribeAllOptions) *Subscription {
 	after := opts.After
-	read := ReadAllOptions{Types: opts.Types, Categories: opts.Categories, Limit: subscriptionPage, MaxBytes: subscriptionPageBytes}
+	read := ReadAllOptions{Types: opts.Types, Categories: opts.Categories, Limit: subscriptionPage, MaxBytes: bytesOrDefault(opts.MaxBytes)}
 	return &Subscription{
 		changes:    changes,
 		safetyPoll: pollOrDefault(opts.SafetyPoll),
@@ -80,17 +83,21 @@ type SubscribeStreamOptions struct {
 	From int64
 	// SafetyPoll overrides DefaultSafetyPoll.
 	SafetyPoll time.Duration
+	// MaxBytes bounds each batch read by stored bytes, as
+	// ReadStreamOptions' does (0: 16 MiB).
+	MaxBytes int
 }
 
 // NewStreamSubscription returns a subscription to one stream of store, woken
 // by changes. A stream that does not exist yet is waited for.
 func NewStreamSubscription(store Store, changes ChangeNotifier, streamID string, opts SubscribeStreamOptions) *Subscription {
 	next := opts.From
+	maxBytes := bytesOrDefault(opts.MaxBytes)
 	return &Subscription{
 		changes:    changes,
 		safetyPoll: pollOrDefault(opts.SafetyPoll),
 		fetch: func(ctx context.Context) ([]RecordedEvent, bool, error) {
-			events, err := store.ReadStream(ctx, streamID, ReadStreamOptions{From: next, Limit: subscriptionPage, MaxBytes: subscriptionPageBytes})
+			events, err := store.ReadStream(ctx, streamID, ReadStreamOptions{From: next, Limit: subscriptionPage, MaxBytes: maxBytes})
 			if errors.Is(err, ErrStreamNotFound) {
 				return nil, false, nil
 			}
@@ -104,6 +111,13 @@ func NewStreamSubscription(store Store, changes ChangeNotifier, streamID string,
 		},
 		checkpoint: func() int64 { return next },
 	}
+}
+
+func bytesOrDefault(n int) int {
+	if n <= 0 {
+		return subscriptionPageBytes
+	}
+	return n
 }
 
 func pollOrDefault(d time.Duration) time.Duration {

@@ -872,6 +872,9 @@ func (s *Store) ReadAllEach(ctx context.Context, opts eventstore.ReadAllEachOpti
 // scoped by stream (a person's data spans streams): on a log partitioned
 // by stream it asks every partition. The transaction takes no transaction
 // id; its snapshot holds back vacuum while the export runs.
+// subjectPageBytes bounds a page of SubjectEvents by stored bytes.
+const subjectPageBytes = 16 << 20
+
 func (s *Store) SubjectEvents(ctx context.Context, ref string, pageSize int, footprint func(streams []string, events int) error, fn func([]eventstore.RecordedEvent) error) error {
 	const where = `subject_refs @> ARRAY[$1::text] AND subject_refs IS NOT NULL AND subject_refs <> '{}'`
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -904,7 +907,7 @@ func (s *Store) SubjectEvents(ctx context.Context, ref string, pageSize int, foo
 			if err != nil {
 				return fmt.Errorf("events of a subject: %w", err)
 			}
-			page, err := collectEvents(rows, 0)
+			page, err := collectEvents(rows, subjectPageBytes) // a page also ends at 16 MiB
 			if err != nil {
 				return fmt.Errorf("events of a subject: %w", err)
 			}

@@ -436,7 +436,7 @@ func (r *Runner) catchUp(ctx context.Context, c *pgxpool.Conn, p Projection, at 
 	if readErr != nil {
 		return applied, false, fmt.Errorf("projection %s: read $all: %w", p.Name, readErr)
 	}
-	if first { // nothing to read: the reset (if any) commits alone
+	if first && at.reset { // nothing to read: the reset commits alone
 		if _, err := r.commit(ctx, c, p, at, nil, at.pos); err != nil && !errors.Is(err, errMoved) {
 			return 0, false, err
 		}

@@ -33,13 +33,11 @@ func (x *revokeFirst) ExportSubject(ctx context.Context, subject string, record 
 
 // download's contract (api/export.go): once the token is revoked the
 // download stops, "cut off, without its end, if it had started; 401
-// unauthenticated if not". But the token is checked in deadlineWriter,
-// under startWriter, whose begin runs first: the access log records a
-// subject export for the revoked token and the 200 header is set, then the
-// check fails, started is true, and the connection is aborted with nothing
-// sent (an empty reply, not 401); the access log shows a disclosure that
-// never happened.
-func TestReviewExportRevokedBeforeItsFirstByteIs401(t *testing.T) {
+// unauthenticated if not" — and an export that sends nothing records no
+// access. (Found by review: the token was checked only under startWriter,
+// whose begin runs first, so the access log recorded an export for the
+// revoked token, then the connection was aborted with nothing sent.)
+func TestExportRevokedBeforeItsFirstByteIs401(t *testing.T) {
 	t.Parallel()
 	d := newDeployment(t)
 	var revoke func() error

@@ -38,11 +38,11 @@ func (o *openBatches) Open(ctx context.Context, events []eventstore.RecordedEven
 
 // Limits.MaxPageBytes says each batch of a subscription ends after the
 // event that brings it to the bound (docs/api.md: "Subscriptions read in
-// batches bounded the same way"). The catch-up phase honours it; the live
-// phase does not: its store reads are bounded by a fixed 16 MiB
-// (eventstore subscriptionPageBytes) and nextBatch by 500 events only, so
-// an operator's smaller bound is ignored once a subscriber is live.
-func TestReviewLiveSubscriptionBatchesAreBoundedInBytes(t *testing.T) {
+// batches bounded the same way"), in the live phase too. (Found by review:
+// the live phase's store reads were bounded by a fixed 16 MiB and
+// nextBatch by 500 events only, so an operator's smaller bound was ignored
+// once a subscriber was live.)
+func TestLiveSubscriptionBatchesAreBoundedInBytes(t *testing.T) {
 	t.Parallel()
 	d := newDeployment(t)
 	tk := d.tokens(d.server())

@@ -38,11 +38,11 @@ func (s *streamPages) ReadStream(ctx context.Context, streamID string, opts even
 
 // MaxPageBytes bounds "a read's memory, whatever its limit" (api/limits.go)
 // and docs/api.md gives the reason: "a page of 1,000 events of 1 MiB each is
-// a gigabyte in memory". GET /v1/streams/{id}/history (any reader token)
-// still reads its stream in pages of foldPage (1,000) events with no
-// MaxBytes (readUpTo), so one request holds up to a gigabyte of stored
-// events, and as much again opened.
-func TestReviewHistoryReadsPagesBoundedInBytes(t *testing.T) {
+// a gigabyte in memory". The folds (GET /v1/streams/{id}/history and
+// /state, any reader token) read their stream in pages bounded the same
+// way. (Found by review: readUpTo read pages of 1,000 events with no
+// byte bound.)
+func TestHistoryReadsPagesBoundedInBytes(t *testing.T) {
 	t.Parallel()
 	d := newDeployment(t)
 	tk := d.tokens(d.server())
