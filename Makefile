@@ -5,7 +5,7 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build run test fuzz bench bench-quick vault lint fmt clean deps help FORCE
+.PHONY: all build run cluster test fuzz bench bench-quick vault lint fmt clean deps help FORCE
 
 all: build
 
@@ -26,6 +26,11 @@ vault:
 ## deps: check the machine has what the tests and `make run` need
 deps:
 	@scripts/check-deps.sh
+
+## cluster: the highly available topology on this machine (etcd, Patroni + PostgreSQL, Vault Raft x3, lethe serve x3, HAProxy); Ctrl-C stops it
+cluster: deps build vault bin/lethe-dev
+	@scripts/install-cluster-deps.sh
+	@bin/lethe-dev cluster
 
 ## run: a complete local deployment (PostgreSQL, Vault, lethe serve); Ctrl-C stops it
 run: deps build vault bin/lethe-dev

@@ -35,6 +35,11 @@ Usage:
                                     demo tokens and the seed's lead stream
                                     lead-12. Ctrl-C stops everything; running
                                     it again reuses all data.
+  lethe-dev cluster                 run the highly available topology (make
+                                    cluster): etcd, PostgreSQL under Patroni
+                                    (primary + synchronous standby), Vault
+                                    (3 Raft nodes), 3 lethe serve and HAProxy,
+                                    data in .lethe-cluster/. Ctrl-C stops it.
   lethe-dev env                     print this help.
 
 Environment:
@@ -88,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runTest(ctx, args[1:], stdout, stderr)
 	case "run":
 		return runLocal(ctx, args[1:], stdout, stderr)
+	case "cluster":
+		return runCluster(ctx, args[1:], stdout, stderr)
 	case "env", "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

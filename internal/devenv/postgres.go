@@ -220,6 +220,10 @@ func CheckPostgresAccess(ctx context.Context, dir string) error {
 		postgresUser, closed, dir, closed)
 }
 
+// PostgresBinDir finds the folder of the newest PostgreSQL server programs
+// installed (initdb, pg_ctl, postgres).
+func PostgresBinDir(ctx context.Context) (string, error) { return postgresBinDir(ctx, "") }
+
 // postgresBinDir finds the folder of PostgreSQL's server programs. If the
 // existing cluster was made by a PostgreSQL version that is installed, that
 // version's programs are used.

@@ -576,20 +576,28 @@ func (v *Vault) Pause() error {
 	if v.stopped || v.cmd == nil {
 		return errors.New("pause vault: not running")
 	}
-	if err := v.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := Freeze(v.cmd.Process.Pid); err != nil {
 		return fmt.Errorf("pause vault: %w", err)
 	}
 	v.paused = true
-	// The signal is delivered asynchronously: wait until every thread has
-	// stopped (state T in /proc), so that the caller's next request
-	// certainly meets a frozen server.
+	return nil
+}
+
+// Freeze stops process pid (SIGSTOP) and waits until every thread of it
+// has stopped (state T in /proc on Linux): the signal is delivered
+// asynchronously, and a caller's next request must certainly meet a
+// frozen process. SIGCONT wakes it.
+func Freeze(pid int) error {
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("SIGSTOP %d: %w", pid, err)
+	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		stopped, err := allThreadsStopped(v.cmd.Process.Pid)
+		stopped, err := allThreadsStopped(pid)
 		if err != nil || stopped {
 			return nil // without /proc, the signal is all there is
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pause vault: process %d not stopped 10s after SIGSTOP", v.cmd.Process.Pid)
+			return fmt.Errorf("process %d not stopped 10s after SIGSTOP", pid)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what `make cluster` (and the fault drills) need beyond `make run`:
+# Patroni, etcd and HAProxy from Debian's packages, with the Python modules
+# Patroni uses (psycopg2, python3-etcd). Nothing is done if they are there.
+# Their system services are not started: the project starts its own.
+set -euo pipefail
+need=()
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v haproxy >/dev/null || need+=(haproxy)
+[ -x /usr/bin/patroni ] || need+=(patroni)
+/usr/bin/python3 -c 'import psycopg2' 2>/dev/null || need+=(python3-psycopg2)
+/usr/bin/python3 -c 'import etcd' 2>/dev/null || need+=(python3-etcd)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "missing: ${need[*]}; install them with: sudo apt-get install --no-install-recommends ${need[*]}" >&2
+  exit 1
+fi
+echo "==> installing ${need[*]} (apt; about 20 s)"
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian starts some services on install where it can: the project runs its
+# own servers on other ports, but stop these so they hold nothing.
+for svc in etcd haproxy patroni; do
+  systemctl stop "$svc" >/dev/null 2>&1 || true
+done
