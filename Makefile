@@ -5,7 +5,7 @@
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build run cluster test fuzz bench bench-quick vault lint fmt clean deps help FORCE
+.PHONY: all build run cluster drills test fuzz bench bench-quick vault lint fmt clean deps help FORCE
 
 all: build
 
@@ -31,6 +31,12 @@ deps:
 cluster: deps build vault bin/lethe-dev
 	@scripts/install-cluster-deps.sh
 	@bin/lethe-dev cluster
+
+## drills: fault drills on the highly available topology under load (kill -9 of the PostgreSQL primary, the active Vault node, a lethe serve; etcd restart; a frozen standby), with the table of windows and losses
+drills: deps build vault
+	@scripts/install-cluster-deps.sh
+	@echo "==> fault drills (the topology starts first; about 5 minutes)"
+	$(GO) test -tags drills -count=1 -v -timeout 30m ./internal/drills/
 
 ## run: a complete local deployment (PostgreSQL, Vault, lethe serve); Ctrl-C stops it
 run: deps build vault bin/lethe-dev

@@ -606,7 +606,8 @@ type flightResult struct {
 // cache entry is gone), CurrentKey creates a new key: the erasure ledger,
 // not the key store, must stop that for a forgotten subject.
 //
-// Returns keystore.ErrInvalidRef, keystore.ErrUnavailable.
+// Returns keystore.ErrInvalidRef, keystore.ErrUnavailable, or the error
+// of Config.Erasures when a created key cannot be checked.
 func (s *Store) CurrentKey(ctx context.Context, ref keystore.Ref) (keystore.Key, bool, error) {
 	if err := checkRef(ref); err != nil {
 		return keystore.Key{}, false, err
@@ -654,7 +655,9 @@ func (s *Store) destroyIfErased(ctx context.Context, ref keystore.Ref) (bool, er
 	erased, err := s.erasures.Erased(ctx, []keystore.Ref{ref})
 	if err != nil {
 		s.log.Warn("a key was created but the erasure ledger could not be asked whether its subject is erased; `lethe erasures reapply` destroys it if so", "ref", ref, "err", err)
-		return false, fmt.Errorf("%w: check the key of %s against the erasure ledger: %w", keystore.ErrUnavailable, ref, err)
+		// The ledger's own error (the database unavailable, say), not
+		// the key store's: Vault answered.
+		return false, fmt.Errorf("check the key of %s against the erasure ledger: %w", ref, err)
 	}
 	if !erased[ref] {
 		return false, nil

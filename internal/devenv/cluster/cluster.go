@@ -67,6 +67,7 @@ type Cluster struct {
 	vault   []*vaultNode
 	lethe   []*proc
 	haproxy *proc
+	paused  []int // process groups frozen by PauseStandby
 }
 
 func randomHex(n int) string {
@@ -320,6 +321,7 @@ func (c *Cluster) VaultRootToken() string { return c.state.VaultRootToken }
 // Stop stops everything, front to back: HAProxy, the Lethe servers, Vault,
 // PostgreSQL (the standby first), etcd. The data stays.
 func (c *Cluster) Stop() {
+	_ = c.ResumeStandby()
 	if c.haproxy != nil {
 		_ = c.haproxy.stop(syscall.SIGTERM, 5*time.Second)
 	}
