@@ -12,7 +12,9 @@ import (
 // not be reached or went away during the request, rather than refused it:
 // a dial or network error, a connection cut short, a connection the driver
 // had already closed, or PostgreSQL's own connection exceptions (SQLSTATE
-// class 08), shutdowns (57P01–57P03) and "too many connections" (53300).
+// class 08), shutdowns (57P01–57P03), "too many connections" (53300), and
+// a read-only transaction (25006): a server in recovery or being promoted,
+// which a failover hands writes to for a moment before it accepts them.
 // The HTTP layer does not import the driver: it knows its errors by the
 // interfaces they implement (SQLState, SafeToRetry) and by the network
 // errors they wrap. Key store errors are matched before this one (they
@@ -22,7 +24,7 @@ func databaseUnavailable(err error) bool {
 	var state interface{ SQLState() string }
 	if errors.As(err, &state) {
 		c := state.SQLState()
-		return strings.HasPrefix(c, "08") || c == "57P01" || c == "57P02" || c == "57P03" || c == "53300"
+		return strings.HasPrefix(c, "08") || c == "57P01" || c == "57P02" || c == "57P03" || c == "53300" || c == "25006"
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||

@@ -19,12 +19,21 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "==> installing ${need[*]} (apt; about 20 s)"
 export DEBIAN_FRONTEND=noninteractive
-if ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1; then
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian would start etcd and haproxy as services on install: the project
+# runs its own, on other ports. policy-rc.d tells invoke-rc.d not to start
+# anything while the packages install.
+policy=/usr/sbin/policy-rc.d
+made_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1
 fi
-# Debian starts some services on install where it can: the project runs its
-# own servers on other ports, but stop these so they hold nothing.
+trap '[ $made_policy = 1 ] && rm -f "$policy"' EXIT
+apt_install() { apt-get install -y -qq -o DPkg::Lock::Timeout=600 --no-install-recommends "${need[@]}" >/dev/null; }
+if ! apt_install; then
+  echo "    (apt-get update first)"
+  apt-get update -qq -o DPkg::Lock::Timeout=600
+  apt_install
+fi
 for svc in etcd haproxy patroni; do
-  systemctl stop "$svc" >/dev/null 2>&1 || true
+  systemctl stop "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -23,6 +23,7 @@ import (
 
 // outcome is one request of the load: when it ended, and how.
 type outcome struct {
+	client int // which writer, reader or eraser
 	at     time.Time
 	took   time.Duration
 	kind   string // "append", "read", "erase"
@@ -64,8 +65,14 @@ type load struct {
 	subs     []*subscriber
 }
 
-func (l *load) record(kind string, start time.Time, err error) {
-	o := outcome{at: time.Now(), took: time.Since(start), kind: kind}
+// Clients of the load, for outcome.client: writers are 0 to 3.
+const (
+	readerClient = 100
+	eraserClient = 200
+)
+
+func (l *load) record(client int, kind string, start time.Time, err error) {
+	o := outcome{client: client, at: time.Now(), took: time.Since(start), kind: kind}
 	var p *wire.Problem
 	switch {
 	case err == nil:
@@ -98,7 +105,7 @@ func (l *load) write(ctx context.Context, w int) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				l.record("append", start, err)
+				l.record(w, "append", start, err)
 				var conflict *client.Conflict
 				if errors.As(err, &conflict) {
 					// A conflict can only be our own earlier try that
@@ -132,7 +139,7 @@ func (l *load) read(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		l.record("read", start, err)
+		l.record(readerClient, "read", start, err)
 		time.Sleep(250 * time.Millisecond)
 	}
 }
@@ -177,7 +184,7 @@ func (l *load) eraseOnce(ctx context.Context, e *erasure) {
 	if ctx.Err() != nil {
 		return
 	}
-	l.record("erase", start, err)
+	l.record(eraserClient, "erase", start, err)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
@@ -232,30 +239,38 @@ func (s *subscriber) seen() (ids []string, positions []int64) {
 	return slices.Clone(s.ids), slices.Clone(s.positions)
 }
 
-// window measures, for the outcomes of kind that ended after from: how
-// long requests were refused (from the start of the first failed request
-// to the end of the last one: with several clients, successes of one may
-// interleave with failures of another), the slowest request that
-// succeeded, and the failed requests by status and problem type.
+// window measures, for the outcomes of kind that ended after from: the
+// longest time one client went without a successful request while it had
+// failed ones (from its last success, or from, to its next success, or to
+// its last failure), the slowest request that succeeded, and the failed
+// requests by status and problem type.
 func (l *load) window(kind string, from time.Time) (window, slowest time.Duration, failed map[string]int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	failed = map[string]int{}
-	var first, last time.Time
-	for _, o := range l.outcomes {
+	type run struct {
+		lastOK, lastFail time.Time
+		failing          bool
+	}
+	runs := map[int]*run{}
+	for _, o := range l.outcomes { // in order of their ends, per client
 		if o.kind != kind || o.at.Before(from) {
 			continue
 		}
+		r := runs[o.client]
+		if r == nil {
+			r = &run{lastOK: from}
+			runs[o.client] = r
+		}
 		if o.status == 200 {
 			slowest = max(slowest, o.took)
+			if r.failing {
+				window = max(window, o.at.Sub(r.lastOK))
+			}
+			r.lastOK, r.failing = o.at, false
 			continue
 		}
-		if start := o.at.Add(-o.took); first.IsZero() || start.Before(first) {
-			first = start
-		}
-		if o.at.After(last) {
-			last = o.at
-		}
+		r.failing, r.lastFail = true, o.at
 		key := "no answer"
 		switch {
 		case o.status != 0 && o.typ != "":
@@ -265,10 +280,12 @@ func (l *load) window(kind string, from time.Time) (window, slowest time.Duratio
 		}
 		failed[key]++
 	}
-	if first.IsZero() {
-		return 0, slowest, failed
+	for _, r := range runs {
+		if r.failing {
+			window = max(window, r.lastFail.Sub(r.lastOK))
+		}
 	}
-	return last.Sub(first), slowest, failed
+	return window, slowest, failed
 }
 
 // caughtUp reports whether the subscriber has seen every event of acks.

@@ -326,7 +326,9 @@ func (c *Cluster) Stop() {
 		_ = c.haproxy.stop(syscall.SIGTERM, 5*time.Second)
 	}
 	for _, l := range c.lethe {
-		_ = l.stop(syscall.SIGTERM, 35*time.Second)
+		if l != nil { // Start may have failed before making it
+			_ = l.stop(syscall.SIGTERM, 35*time.Second)
+		}
 	}
 	stopVaultRaft(c.vault)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

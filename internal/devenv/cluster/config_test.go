@@ -52,7 +52,8 @@ func TestHAProxyFollowsTheLeaders(t *testing.T) {
 	vaults := []*vaultNode{{name: "vault1", apiPort: 5}}
 	cfg := haproxyConfig(&s.Ports, pg, vaults)
 	for _, want := range []string{
-		"option httpchk GET /primary", "server pg1 127.0.0.1:1 check port 2", "server pg2 127.0.0.1:3 check port 4",
+		"http-check send meth GET uri /primary", `http-check expect rstring "\"role\": ?\"(master|primary)\""`,
+		"server pg1 127.0.0.1:1 check port 2", "server pg2 127.0.0.1:3 check port 4",
 		"option httpchk GET /replica", "option httpchk GET /v1/sys/health", "server vault1 127.0.0.1:5 check",
 		"option httpchk GET /healthz", "on-marked-down shutdown-sessions",
 		fmt.Sprintf("server lethe3 127.0.0.1:%d check", s.Ports.Lethe[2]),

@@ -89,7 +89,9 @@ func startEtcd(ctx context.Context, members []*etcdMember) error {
 
 func stopEtcd(members []*etcdMember) {
 	for _, m := range members {
-		_ = m.stop(syscall.SIGTERM, 10*time.Second)
+		if m != nil && m.proc != nil {
+			_ = m.stop(syscall.SIGTERM, 10*time.Second)
+		}
 	}
 }
 

@@ -187,11 +187,14 @@ func (c *Cluster) RestartLethe(ctx context.Context) error {
 }
 
 // RestartEtcd restarts the etcd members one after the other (a rolling
-// restart: a quorum stays up), each healthy again before the next.
+// restart: a quorum stays up), each healthy again before the next. A
+// member that needed SIGKILL to stop is stopped all the same: noted, not
+// an error.
 func (c *Cluster) RestartEtcd(ctx context.Context) (string, error) {
+	var notes []string
 	for _, m := range c.etcd {
 		if err := m.stop(syscall.SIGTERM, 10*time.Second); err != nil {
-			return "", err
+			notes = append(notes, err.Error())
 		}
 		if err := m.start(); err != nil {
 			return "", err
@@ -199,6 +202,9 @@ func (c *Cluster) RestartEtcd(ctx context.Context) (string, error) {
 		if err := poll(ctx, 30*time.Second, m.healthy); err != nil {
 			return "", err
 		}
+	}
+	if len(notes) > 0 {
+		return "etcd1..3, one at a time (" + strings.Join(notes, "; ") + ")", nil
 	}
 	return "etcd1..3, one at a time", nil
 }
@@ -225,6 +231,37 @@ func (c *Cluster) Healthy(ctx context.Context, timeout time.Duration) error {
 		for i, port := range c.state.Ports.Lethe {
 			if ok, err := restOK(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", port)); err != nil || !ok {
 				return fmt.Errorf("lethe%d not ready (%v)", i+1, err)
+			}
+		}
+		return nil
+	})
+}
+
+// VaultCaughtUp waits until every Vault node has applied the Raft log up
+// to what the active node had committed when it was called: from then on
+// each node's own storage holds every write made before (a read through a
+// standby is forwarded to the active node, so reads cannot show this).
+func (c *Cluster) VaultCaughtUp(ctx context.Context) error {
+	type leader struct {
+		Committed uint64 `json:"raft_committed_index"`
+		Applied   uint64 `json:"raft_applied_index"`
+	}
+	active := activeVault(ctx, c.vault)
+	if active == nil {
+		return errors.New("no active Vault node")
+	}
+	var a leader
+	if _, err := vaultCall(ctx, http.MethodGet, active.addr()+"/v1/sys/leader", "", nil, &a); err != nil {
+		return err
+	}
+	return poll(ctx, 60*time.Second, func(ctx context.Context) error {
+		for _, v := range c.vault {
+			var l leader
+			if _, err := vaultCall(ctx, http.MethodGet, v.addr()+"/v1/sys/leader", "", nil, &l); err != nil {
+				return fmt.Errorf("%s: %w", v.name, err)
+			}
+			if l.Applied < a.Committed {
+				return fmt.Errorf("%s applied %d of %d", v.name, l.Applied, a.Committed)
 			}
 		}
 		return nil

@@ -44,8 +44,13 @@ func haproxyConfig(ports *Ports, pg []*patroniNode, vaults []*vaultNode) string 
 	w("  bind 127.0.0.1:%d", ports.HAProxyPostgres)
 	w("  default_backend postgres_primary")
 	w("backend postgres_primary")
-	w("  option httpchk GET /primary")
+	// Patroni's /primary answers 200 as soon as the node holds the leader
+	// key, while its promotion still runs (a moment during which it is
+	// read-only): the body's role must say primary too.
+	w("  option httpchk")
+	w("  http-check send meth GET uri /primary")
 	w("  http-check expect status 200")
+	w(`  http-check expect rstring "\"role\": ?\"(master|primary)\""`)
 	for _, n := range pg {
 		w("  server %s 127.0.0.1:%d check port %d", n.name, n.pgPort, n.restPort)
 	}
@@ -92,6 +97,11 @@ func newHAProxy(dir string, ports *Ports, pg []*patroniNode, vaults []*vaultNode
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfgPath, []byte(haproxyConfig(ports, pg, vaults)), 0o600); err != nil {
 		return nil, err
+	}
+	// A configuration HAProxy refuses stops here, not as a topology that
+	// never becomes reachable.
+	if out, err := exec.Command("haproxy", "-c", "-f", cfgPath).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("haproxy -c %s: %w: %s", cfgPath, err, out)
 	}
 	return newProc("haproxy", filepath.Join(dir, "haproxy.log"), func() *exec.Cmd {
 		// -db: in the foreground, logging to stderr.

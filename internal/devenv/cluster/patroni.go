@@ -27,15 +27,17 @@ type patroniNode struct {
 func (n *patroniNode) dataDir() string { return filepath.Join(n.dir, "data") }
 func (n *patroniNode) restURL() string { return fmt.Sprintf("http://127.0.0.1:%d", n.restPort) }
 
-// Failover settings. Patroni requires ttl >= loop_wait + 2*retry_timeout.
-// A leader that stops renewing its key is replaced after at most ttl; a
-// crashed postmaster is failed over at once (primary_start_timeout 0), not
-// restarted in place for up to 5 minutes; loop_wait bounds how long the
-// REST API (which HAProxy follows) may call a dead primary "primary".
+// Failover settings. Patroni requires ttl >= loop_wait + 2*retry_timeout;
+// ttl is kept well above that, so that a slow loop on a loaded machine (or
+// an etcd member restarting) does not cost the leader its key. A crashed
+// postmaster is failed over at once (primary_start_timeout 0), not
+// restarted in place for up to 5 minutes, whatever ttl is; a leader whose
+// Patroni dies is replaced after ttl; loop_wait bounds how long the REST
+// API (which HAProxy follows) may call a dead primary "primary".
 const (
-	patroniTTL          = 10
+	patroniTTL          = 20
 	patroniLoopWait     = 2
-	patroniRetryTimeout = 4
+	patroniRetryTimeout = 5
 )
 
 // patroniConfig is a node's configuration (JSON is YAML too).
@@ -255,6 +257,9 @@ func (n *patroniNode) postmasterPID() int {
 // no primary is left waiting on a synchronous standby that went away).
 func stopPatroni(nodes []*patroniNode) {
 	for _, n := range nodes {
+		if n == nil || n.proc == nil {
+			continue
+		}
 		_ = n.stop(syscall.SIGTERM, 30*time.Second)
 		_ = stopLeftoverPostmaster(n.dataDir())
 	}

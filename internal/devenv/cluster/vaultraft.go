@@ -233,6 +233,8 @@ func activeVault(ctx context.Context, nodes []*vaultNode) *vaultNode {
 
 func stopVaultRaft(nodes []*vaultNode) {
 	for _, v := range nodes {
-		_ = v.stop(syscall.SIGTERM, 15*time.Second)
+		if v != nil && v.proc != nil {
+			_ = v.stop(syscall.SIGTERM, 15*time.Second)
+		}
 	}
 }
