@@ -32,7 +32,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ctx, stopNotify := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopNotify()
 	dir := filepath.Join(root, ".lethe-cluster")
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, VaultBin: vaultBin, Lethe: filepath.Join(root, "bin", "lethe"), Log: stdout})
+	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, VaultBin: vaultBin, Lethe: filepath.Join(root, "bin", "lethe"),
+		VaultPolicy: filepath.Join(root, "docs", "vault-policy.hcl"), Log: stdout})
 	if err != nil {
 		return interrupted(ctx, err)
 	}
@@ -42,7 +43,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}()
 	fmt.Fprintf(stdout, `
 Lethe's highly available topology is running (local only, not for production:
-Lethe uses Vault's root token; secrets are in .lethe-cluster/state.json).
+each lethe serve has a Vault token of its own with Lethe's policy, but Vault's
+unseal key and root token are in .lethe-cluster/state.json).
 
   Lethe (HAProxy → 3 lethe serve)    %s
   PostgreSQL (HAProxy → the leader)  %s

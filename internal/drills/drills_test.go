@@ -81,7 +81,8 @@ func TestFaultDrills(t *testing.T) {
 		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-3*time.Minute))
 		defer cancel()
 	}
-	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, VaultBin: vaultBin, Lethe: filepath.Join(root, "bin", "lethe"), Log: os.Stdout})
+	c, err := cluster.Start(ctx, cluster.Options{Dir: dir, VaultBin: vaultBin, Lethe: filepath.Join(root, "bin", "lethe"),
+		VaultPolicy: filepath.Join(root, "docs", "vault-policy.hcl"), Log: os.Stdout})
 	if err != nil {
 		t.Fatalf("start the topology (logs in %s): %v", dir, err)
 	}

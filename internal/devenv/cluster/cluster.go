@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +52,10 @@ type Options struct {
 	Dir string
 	// VaultBin is the vault program; Lethe the lethe program.
 	VaultBin, Lethe string
+	// VaultPolicy is Lethe's Vault policy (docs/vault-policy.hcl): each
+	// `lethe serve` gets a token of its own bound to it alone, never the
+	// root token.
+	VaultPolicy string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -66,6 +71,7 @@ type Cluster struct {
 	pg      []*patroniNode
 	vault   []*vaultNode
 	lethe   []*proc
+	tokens  []string // each lethe serve's Vault token
 	haproxy *proc
 	paused  []int // process groups frozen by PauseStandby
 }
@@ -201,9 +207,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.prepareDatabase(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.letheTokens(ctx); err != nil {
+		return nil, err
+	}
 	c.lethe = make([]*proc, len(ports.Lethe))
 	for i, port := range ports.Lethe {
-		c.lethe[i] = newProc(fmt.Sprintf("lethe%d", i+1), filepath.Join(opts.Dir, fmt.Sprintf("lethe%d.log", i+1)), c.letheCommand(port))
+		c.lethe[i] = newProc(fmt.Sprintf("lethe%d", i+1), filepath.Join(opts.Dir, fmt.Sprintf("lethe%d.log", i+1)), c.letheCommand(port, c.tokens[i]))
 		if err := c.lethe[i].start(); err != nil {
 			return nil, err
 		}
@@ -260,13 +269,43 @@ func (c *Cluster) prepareDatabase(ctx context.Context) error {
 	return nil
 }
 
-func (c *Cluster) letheCommand(port int) func() *exec.Cmd {
+// letheTokens writes Lethe's policy into Vault and makes one token per
+// server bound to it alone (no default policy): a server's credentials
+// can be revoked alone, and none can list subjects or touch the
+// reference secret beyond creating it once.
+func (c *Cluster) letheTokens(ctx context.Context) error {
+	policy, err := os.ReadFile(c.opts.VaultPolicy)
+	if err != nil {
+		return fmt.Errorf("lethe's vault policy: %w", err)
+	}
+	if _, err := vaultCall(ctx, http.MethodPut, c.VaultURL()+"/v1/sys/policies/acl/lethe", c.state.VaultRootToken,
+		map[string]string{"policy": string(policy)}, nil); err != nil {
+		return fmt.Errorf("write lethe's vault policy: %w", err)
+	}
+	c.tokens = make([]string, len(c.state.Ports.Lethe))
+	for i := range c.tokens {
+		var out struct {
+			Auth struct {
+				ClientToken string `json:"client_token"`
+			} `json:"auth"`
+		}
+		if _, err := vaultCall(ctx, http.MethodPost, c.VaultURL()+"/v1/auth/token/create", c.state.VaultRootToken, map[string]any{
+			"policies": []string{"lethe"}, "no_default_policy": true, "display_name": fmt.Sprintf("lethe-serve-%d", i+1),
+		}, &out); err != nil || out.Auth.ClientToken == "" {
+			return fmt.Errorf("a vault token for lethe%d: %v", i+1, err)
+		}
+		c.tokens[i] = out.Auth.ClientToken
+	}
+	return nil
+}
+
+func (c *Cluster) letheCommand(port int, vaultToken string) func() *exec.Cmd {
 	return func() *exec.Cmd {
 		cmd := exec.Command(c.opts.Lethe, "serve")
 		cmd.Env = append(devenvWithout(os.Environ(), "LETHE_", "VAULT_"),
 			"LETHE_DATABASE_URL="+c.DatabaseURL(),
 			"LETHE_VAULT_ADDR="+c.VaultURL(),
-			"LETHE_VAULT_TOKEN="+c.state.VaultRootToken,
+			"LETHE_VAULT_TOKEN="+vaultToken,
 			"LETHE_ADMIN_TOKEN="+c.state.AdminToken,
 			fmt.Sprintf("LETHE_LISTEN_ADDR=127.0.0.1:%d", port),
 			"LETHE_LOG_FORMAT=json")
