@@ -30,9 +30,7 @@ func TestNoAccessRowFor404(t *testing.T) {
 	generic := d.server(func(o *api.Options) { o.Upcasters = ups })
 	tk := d.tokens(loader)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	pii := tk.secrets[wire.RolePIIReader]
 	for _, tc := range []struct {
 		name string

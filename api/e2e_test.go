@@ -141,6 +141,14 @@ func (d *deployment) tokens(hs *httptest.Server) tokens {
 
 // seedLead is the seed's lead stream as an API append: the name and phone
 // fields declared as casey's personal data.
+// appendSeedLead appends the seed's lead stream lead-12 through w.
+func appendSeedLead(t *testing.T, w *client.Client) {
+	t.Helper()
+	if _, err := w.Append(testenv.Context(t), "lead-12", wire.Exact(-1), seedLead()...); err != nil {
+		t.Fatalf("append the seed's lead: %v", err)
+	}
+}
+
 func seedLead() []wire.NewEvent {
 	var out []wire.NewEvent
 	for _, e := range eventstoretest.SeedLeadEvents() {
@@ -445,9 +453,7 @@ func TestEraseHonouredByAnotherServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	piiB := client.New(b.URL, tok.Secret, b.Client())
-	if _, err := tka.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tka.writer)
 	p, err := piiB.ReadStream(ctx, "lead-12", client.ReadOptions{}) // warms b's key cache
 	if err != nil || data(t, p.Events[0])["first-name"] != "Casey" {
 		t.Fatalf("read through b: %v", err)

@@ -60,9 +60,7 @@ func TestErasureReceiptsThroughTheAPI(t *testing.T) {
 	hs := d.server()
 	tk := d.tokens(hs)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	if _, err := tk.writer.Append(ctx, "lead-13", wire.Exact(-1), wire.NewEvent{ID: eventstore.NewEventID().String(), Type: "lead-initialized",
 		Data: json.RawMessage(`{"first-name":"Casey","phone-number":"555-2951"}`), PersonalData: []wire.PersonalData{{Subject: casey, Paths: []string{"/first-name", "/phone-number"}}}}); err != nil {
 		t.Fatal(err)
@@ -360,9 +358,7 @@ func TestResumedErasureThroughTheAPI(t *testing.T) {
 	hs := d.server()
 	tk := d.tokens(hs)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	// The first attempt, in another process: key destroyed, completion
 	// not recorded.
 	other := d.open()

@@ -156,9 +156,7 @@ func TestSubjectExportFailureAbortsConnection(t *testing.T) {
 	a := d.server()
 	tk := d.tokens(a)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	late := d.server(func(o *api.Options) { o.Subjects = failingExport{o.Subjects, 2000} })
 	early := d.server(func(o *api.Options) { o.Subjects = failingExport{o.Subjects, 0} })
 	path := "/v1/subjects/" + url.PathEscape(casey) + "/export"

@@ -2,9 +2,6 @@ package api_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strings"
 	"sync"
 	"testing"
 
@@ -47,17 +44,7 @@ func TestHistoryReadsPagesBoundedInBytes(t *testing.T) {
 	d := newDeployment(t)
 	tk := d.tokens(d.server())
 	ctx := testenv.Context(t)
-	for i := range 10 {
-		data := json.RawMessage(fmt.Sprintf(`{"n":%d,"note":"%s"}`, i, strings.Repeat("x", 200)))
-		if _, err := tk.writer.Append(ctx, "order-1", wire.Exact(int64(i)-1), newEvent(data)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stored, err := d.open().Events().ReadStream(ctx, "order-1", eventstore.ReadStreamOptions{Limit: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	maxBytes := 3 * stored[0].Size
+	maxBytes := 3 * appendSized(t, d, tk.writer, "order-1", 10)
 	spy := &streamPages{}
 	hs := d.server(withLimits(func(l *api.Limits) { l.MaxPageBytes = maxBytes }), func(o *api.Options) {
 		spy.Events = o.Events

@@ -17,9 +17,7 @@ func TestHoldAfterErasureStartedIsRefused(t *testing.T) {
 	hs := d.server()
 	tk := d.tokens(hs)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	receipt, err := tk.admin.Erase(ctx, casey, wire.EraseRequest{})
 	if err != nil {
 		t.Fatal(err)

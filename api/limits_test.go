@@ -48,6 +48,31 @@ func newEvent(data json.RawMessage) wire.NewEvent {
 	return wire.NewEvent{ID: eventstore.NewEventID().String(), Type: "order-placed", Data: data}
 }
 
+// sizedEvent is an order whose stored size is the same for every i < 10.
+func sizedEvent(i int) wire.NewEvent {
+	return newEvent(json.RawMessage(fmt.Sprintf(`{"n":%d,"note":"%s"}`, i, strings.Repeat("x", 200))))
+}
+
+// appendSized appends n sized events to stream, one append each, and
+// returns the stored size of one (what MaxPageBytes counts).
+func appendSized(t *testing.T, d *deployment, w *client.Client, stream string, n int) int {
+	t.Helper()
+	ctx := testenv.Context(t)
+	for i := range n {
+		if _, err := w.Append(ctx, stream, wire.Exact(int64(i)-1), sizedEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored, err := d.open().Events().ReadStream(ctx, stream, eventstore.ReadStreamOptions{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored[0].Size < 200 {
+		t.Fatalf("stored size %d", stored[0].Size)
+	}
+	return stored[0].Size
+}
+
 // The lookup index writes a row per leaf of an event's data: leaves are
 // bounded per event and per append.
 func TestLeavesPerEventAndPerAppendAreBounded(t *testing.T) {
@@ -131,20 +156,7 @@ func TestPagesAreBoundedInBytes(t *testing.T) {
 	d := newDeployment(t)
 	tk := d.tokens(d.server())
 	ctx := testenv.Context(t)
-	for i := range 10 {
-		data := json.RawMessage(fmt.Sprintf(`{"n":%d,"note":"%s"}`, i, strings.Repeat("x", 200)))
-		if _, err := tk.writer.Append(ctx, "order-1", wire.Exact(int64(i)-1), newEvent(data)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stored, err := d.open().Events().ReadStream(ctx, "order-1", eventstore.ReadStreamOptions{Limit: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	size := stored[0].Size // every event has the same size (n < 10)
-	if size < 200 {
-		t.Fatalf("stored size %d", size)
-	}
+	size := appendSized(t, d, tk.writer, "order-1", 10)
 	serve := func(maxBytes int) *client.Client {
 		hs := d.server(withLimits(func(l *api.Limits) { l.MaxPageBytes = maxBytes }))
 		return client.New(hs.URL, tk.secrets[wire.RoleReader], hs.Client())

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/internal/testenv"
 )
 
@@ -19,9 +18,7 @@ func TestLookupAccessIsFoundBySubject(t *testing.T) {
 	hs := d.server()
 	tk := d.tokens(hs)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	var ref string
 	if err := d.pool.QueryRow(ctx, `SELECT subject_refs[1] FROM events WHERE stream_id = 'lead-12' AND version = 0`).Scan(&ref); err != nil {
 		t.Fatal(err)

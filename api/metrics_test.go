@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/lethe-store/lethe/api"
-	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/forgettable"
 	"github.com/lethe-store/lethe/internal/testenv"
 )
@@ -65,9 +64,7 @@ func TestErasuresMetric(t *testing.T) {
 	hs := d.server()
 	tk := d.tokens(hs)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	if got, want := metric(t, hs.URL, "lethe_erasures_total"), 0.0; got != want {
 		t.Fatalf("lethe_erasures_total before the erase: got %v, want %v", got, want)
 	}

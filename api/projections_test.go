@@ -159,9 +159,7 @@ func TestRegisteredFolder(t *testing.T) {
 	hs := d.server(func(o *api.Options) { o.Folders = map[string]projection.Folder{"lead": countTypes} })
 	tk := d.tokens(hs)
 	ctx := context.Background()
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	s, err := tk.reader.State(ctx, "lead-12", client.StateOptions{})
 	if m := stateMap(t, s); err != nil || m["contacted"] != float64(2) || m["lead-initialized"] != float64(1) || s.Version != 6 || len(s.Redacted) != 6 {
 		t.Errorf("registered fold = %s %v, %v", s.State, s.Redacted, err)
@@ -183,9 +181,7 @@ func TestReadModelsThroughTheAPI(t *testing.T) {
 	hs := d.server()
 	tk := d.tokens(hs)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	eventually(t, "lookup by the old phone", func() error {
 		s, err := tk.pii.Lookup(ctx, "lead", "/phone-number", "555-2951")
 		if err != nil || fmt.Sprint(s) != "[lead-12]" {
@@ -260,9 +256,7 @@ func TestUpcastersOnRead(t *testing.T) {
 	hs := d.server(func(o *api.Options) { o.Upcasters = ups })
 	tk := d.tokens(hs)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	p, err := tk.pii.ReadStream(ctx, "lead-12", client.ReadOptions{From: client.Version(3), Limit: 1})
 	if err != nil || data(t, p.Events[0])["phone"] != "555-8101" || data(t, p.Events[0])["phone-number"] != nil || string(p.Events[0].Metadata) != `{"schemaVersion":2}` {
 		t.Fatalf("upcast read = %s %s, %v", p.Events[0].Data, p.Events[0].Metadata, err)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/lethe-store/lethe/api/wire"
 	"github.com/lethe-store/lethe/internal/testenv"
 )
 
@@ -17,9 +16,7 @@ func TestRebuildAheadOfTheCheckpointIsRefused(t *testing.T) {
 	hs := d.server()
 	tk := d.tokens(hs)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	var at int64
 	eventually(t, "analytics catches up", func() error {
 		st, err := tk.admin.Projections(ctx)

@@ -2,9 +2,6 @@ package api_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"strings"
 	"sync"
 	"testing"
 
@@ -47,17 +44,7 @@ func TestLiveSubscriptionBatchesAreBoundedInBytes(t *testing.T) {
 	d := newDeployment(t)
 	tk := d.tokens(d.server())
 	ctx := testenv.Context(t)
-	event := func(i int) wire.NewEvent {
-		return newEvent(json.RawMessage(fmt.Sprintf(`{"n":%d,"note":"%s"}`, i, strings.Repeat("x", 200))))
-	}
-	if _, err := tk.writer.Append(ctx, "order-0", wire.Exact(-1), event(0)); err != nil {
-		t.Fatal(err)
-	}
-	stored, err := d.open().Events().ReadStream(ctx, "order-0", eventstore.ReadStreamOptions{Limit: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	size := stored[0].Size
+	size := appendSized(t, d, tk.writer, "order-0", 1)
 	maxBytes := 3 * size
 
 	spy := &openBatches{}
@@ -83,7 +70,7 @@ func TestLiveSubscriptionBatchesAreBoundedInBytes(t *testing.T) {
 	// Live: ten events of the same size in one append.
 	var evs []wire.NewEvent
 	for i := range 10 {
-		evs = append(evs, event(i+1))
+		evs = append(evs, sizedEvent(i+1))
 	}
 	if _, err := tk.writer.Append(ctx, "order-1", wire.Exact(-1), evs...); err != nil {
 		t.Fatal(err)

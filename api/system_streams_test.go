@@ -22,9 +22,7 @@ func TestSystemStreamsAreNeverShownToReaders(t *testing.T) {
 	hs := d.server()
 	tk := d.tokens(hs)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	// A subscriber on $all from the start, live before the erasure.
 	sub, err := tk.reader.SubscribeAll(ctx, 0, "", nil, nil)
 	if err != nil {

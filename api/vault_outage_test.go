@@ -28,9 +28,7 @@ func TestVaultOutageIsNeverARedaction(t *testing.T) {
 	a := d.server()
 	tk := d.tokens(a)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	eventually(t, "lookup through a", func() error {
 		s, err := tk.pii.Lookup(ctx, "lead", "/phone-number", "555-2951")
 		if err != nil || fmt.Sprint(s) != "[lead-12]" {
@@ -134,9 +132,7 @@ func TestSubjectExportVaultOutageIsAProblem(t *testing.T) {
 	a := d.server()
 	tk := d.tokens(a)
 	ctx := testenv.Context(t)
-	if _, err := tk.writer.Append(ctx, "lead-12", wire.Exact(-1), seedLead()...); err != nil {
-		t.Fatal(err)
-	}
+	appendSeedLead(t, tk.writer)
 	// Server b has a Vault client of its own, to take down later.
 	good := d.vault
 	bc, err := good.Client.Clone()
